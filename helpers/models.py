@@ -1,0 +1,108 @@
+"""Model builders: the workbook's baseline CNN and a mobile-scale network for latency studies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from helpers.keras_setup import keras
+
+BASELINE_KERAS = "baseline.keras"
+# The recipe notebook 01 trains with; load_or_train_baseline() repeats it when the model is missing.
+BASELINE_RECIPE = {"epochs": 30, "batch_size": 32, "learning_rate": 1e-3}
+
+
+def build_baseline_cnn(input_shape: tuple[int, ...], num_classes: int) -> Any:
+    """Conv + dense classifier (about 150 k parameters on 8x8 digits) that outputs logits.
+
+    Big enough that quantization, pruning and clustering have something to remove; small enough to
+    train in seconds on a laptop CPU.
+    """
+    k = keras()
+    return k.Sequential(
+        [
+            k.layers.InputLayer(input_shape=input_shape, name="image"),
+            k.layers.Conv2D(32, 3, padding="same", activation="relu", name="conv1"),
+            k.layers.Conv2D(64, 3, padding="same", activation="relu", name="conv2"),
+            k.layers.MaxPooling2D(name="pool"),
+            k.layers.Flatten(name="flatten"),
+            k.layers.Dense(128, activation="relu", name="dense"),
+            k.layers.Dropout(0.3, name="dropout"),
+            k.layers.Dense(num_classes, name="logits"),
+        ],
+        name="baseline_cnn",
+    )
+
+
+def build_mobile_model(
+    input_shape: tuple[int, ...], num_classes: int, alpha: float = 0.35, resolution: int = 96
+) -> Any:
+    """Keras MobileNetV2 (``weights=None``), fed through a ``Resizing`` layer to ``resolution``.
+
+    A phone-scale graph (depthwise convolutions, hundreds of thousands of parameters) for latency
+    studies; small inputs are upsampled inside the graph. Grayscale inputs are used as-is.
+    """
+    if resolution < 32:
+        raise ValueError(f"MobileNetV2 needs a resolution of at least 32, got {resolution}.")
+    k = keras()
+    inputs = k.Input(shape=input_shape, name="image")
+    x = k.layers.Resizing(resolution, resolution, name="resize")(inputs)
+    backbone = k.applications.MobileNetV2(
+        input_shape=(resolution, resolution, input_shape[-1]),
+        alpha=alpha,
+        include_top=False,
+        weights=None,
+        pooling="avg",
+    )
+    x = backbone(x)
+    outputs = k.layers.Dense(num_classes, name="logits")(x)
+    return k.Model(inputs, outputs, name=f"mobilenetv2_{alpha}_{resolution}")
+
+
+def compile_classifier(model: Any, learning_rate: float = 1e-3) -> Any:
+    """Adam + sparse categorical cross-entropy on logits + accuracy: the workbook's one recipe."""
+    k = keras()
+    model.compile(
+        optimizer=k.optimizers.Adam(learning_rate),
+        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def load_or_train_baseline(models: Path, dataset: Any, seed: int = 0) -> Any:
+    """Load ``<models>/baseline.keras``; if it is missing, train it as notebook 01 does
+    (:data:`BASELINE_RECIPE`, same seed) and save it.
+
+    Lets every notebook run alone from a fresh kernel. ``models`` is the dataset's models folder
+    (:func:`helpers.paths.models_dir`).
+    """
+    from helpers.repro import set_seed
+    from helpers.training import fit
+
+    path = Path(models) / BASELINE_KERAS
+    k = keras()
+    if path.exists():
+        return k.models.load_model(path)
+    print(f"{path.name} not found: training the baseline as notebook 01 does ...")
+    set_seed(seed)
+    recipe = BASELINE_RECIPE
+    model = compile_classifier(
+        build_baseline_cnn(dataset.input_shape, dataset.num_classes), recipe["learning_rate"]
+    )
+    fit(model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val),
+        epochs=recipe["epochs"], batch_size=recipe["batch_size"], seed=seed, every=recipe["epochs"])
+    save_keras_atomic(model, path)
+    return model
+
+
+def save_keras_atomic(model: Any, path: Path) -> Path:
+    """Save a Keras model to ``path`` via a temp file and a rename."""
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,75 @@
+"""Execute the numbered notebooks headless, in order, with visible progress.
+
+    python -m helpers.run_notebooks                 # executed copies -> data/runs/
+    python -m helpers.run_notebooks --inplace       # refresh the committed outputs (maintainers)
+    python -m helpers.run_notebooks notebooks/02_*.ipynb
+
+Each notebook runs in a fresh kernel (as a reader's "Restart & Run All"); a failing cell stops the
+run with the notebook and cell named. Timings go to ``data/results/notebook_times.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from helpers.paths import atomic_write_text, data_dir, project_root, results_dir
+
+
+def execute(path: Path, out: Path, timeout: int, position: str) -> float:
+    """Run one notebook in a fresh kernel, cell by cell with a progress bar; write it to ``out``."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from tqdm import tqdm
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    start = time.perf_counter()
+    with client.setup_kernel():
+        with tqdm(total=len(code), desc=f"{position} {path.name}", unit="cell", leave=True, file=sys.stdout) as bar:
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                try:
+                    client.execute_cell(cell, index)
+                except CellExecutionError as exc:
+                    bar.close()
+                    raise SystemExit(f"\n{path.name}: cell {index} failed:\n{str(exc)[-2000:]}") from None
+                bar.update(1)
+    elapsed = time.perf_counter() - start
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, nbformat.writes(nb) + "\n")
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9]*.ipynb in order")
+    parser.add_argument("--inplace", action="store_true", help="overwrite the notebooks with their outputs")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds a cell may take")
+    args = parser.parse_args(argv)
+    notebooks = args.notebooks or sorted((project_root() / "notebooks").glob("[0-9]*.ipynb"))
+    if not notebooks:
+        print("no notebooks found", file=sys.stderr)
+        return 2
+    runs = data_dir() / "runs"
+    times: dict[str, float] = {}
+    total = time.perf_counter()
+    for i, nb in enumerate(notebooks, 1):
+        out = nb if args.inplace else runs / nb.name
+        times[nb.name] = round(execute(nb.resolve(), out, args.timeout, f"[{i}/{len(notebooks)}]"), 1)
+        print(f"    {nb.name}: {times[nb.name]:.0f} s")
+    times["total"] = round(time.perf_counter() - total, 1)
+    atomic_write_text(results_dir(data_dir()) / "notebook_times.json", json.dumps(times, indent=2) + "\n")
+    print(f"all {len(notebooks)} notebooks ran in {times['total'] / 60:.1f} min; "
+          f"outputs in {'the notebooks' if args.inplace else 'data/runs/'}, models in data/models/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Training with compact progress, strategy-aware so the same code scales past one device."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from helpers.keras_setup import keras, tf
+
+
+def make_strategy() -> Any:
+    """``MirroredStrategy`` over all GPUs when there are several, else the default strategy.
+
+    Build and compile the model inside ``with strategy.scope():``; :func:`fit` scales the batch.
+    """
+    gpus = tf().config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf().distribute.MirroredStrategy()
+    return tf().distribute.get_strategy()
+
+
+class EpochLine(keras().callbacks.Callback):
+    """Prints one short line every ``every`` epochs (and the last), never per-batch logs."""
+
+    def __init__(self, epochs: int, every: int = 1) -> None:
+        super().__init__()
+        self.epochs, self.every = epochs, max(1, every)
+        self._start = 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        n = epoch + 1
+        if n % self.every and n != self.epochs:
+            return
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "lr")
+        print(f"epoch {n:>3}/{self.epochs}  {shown}  ({time.perf_counter() - self._start:.0f} s)")
+
+
+def fit(
+    model: Any,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    epochs: int = 10,
+    batch_size: int = 32,
+    seed: int = 0,
+    strategy: Any | None = None,
+    every: int = 1,
+    callbacks: list | None = None,
+) -> pd.DataFrame:
+    """Train a compiled model; return the history as a DataFrame (one row per epoch).
+
+    ``batch_size`` is per replica: under a multi-device ``strategy`` the global batch grows with the
+    number of replicas. Shuffling uses ``seed``, so two runs with the same seed match.
+    """
+    if len(x_train) != len(y_train):
+        raise ValueError(f"x_train has {len(x_train)} rows but y_train has {len(y_train)}.")
+    strategy = strategy or tf().distribute.get_strategy()
+    global_batch = batch_size * strategy.num_replicas_in_sync
+    data = tf().data.Dataset.from_tensor_slices((x_train, y_train))
+    data = data.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True).batch(global_batch)
+    val = None
+    if validation is not None:
+        val = tf().data.Dataset.from_tensor_slices(validation).batch(global_batch)
+    history = model.fit(
+        data,
+        validation_data=val,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[EpochLine(epochs, every), *(callbacks or [])],
+    )
+    frame = pd.DataFrame(history.history)
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="epoch")
+    return frame
+
+
+def evaluate_keras(model: Any, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a Keras classifier (logits or probabilities) on ``x, y``."""
+    logits = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import accounting
+from helpers.litert_runner import TFLiteModelError
+
+
+def test_dtype_table_shows_what_quantization_baked_in(tflite_files):
+    fp32 = accounting.dtype_table(tflite_files["fp32"])
+    int8 = accounting.dtype_table(tflite_files["int8"])
+    assert fp32.index[0] == "float32" and fp32.loc["float32", "share"] > 0.99
+    assert int8.index[0] == "int8" and "float32" not in int8.index
+    assert abs(fp32["share"].sum() - 1) < 1e-9
+
+
+def test_tensor_table_reads_quantization_params(tflite_files):
+    t = accounting.tflite_tensors(tflite_files["int8"])
+    weights = t[t["constant"] & (t["dtype"] == "int8")]
+    assert not weights.empty and (weights["quant_scales"] >= 1).all()
+    assert (accounting.tflite_tensors(tflite_files["fp32"])["quant_scales"] == 0).all()
+
+
+def test_sizes_params_and_hash(tflite_files, tiny_keras):
+    path = tflite_files["fp32"]
+    assert accounting.file_size(path) == len(path.read_bytes())
+    assert 0 < accounting.gzipped_size(path) < accounting.file_size(path)
+    assert accounting.gzipped_size(b"\x00" * 10_000) < 100
+    assert accounting.count_params(tiny_keras) == 64 * 32 + 32 + 32 * 10 + 10
+    assert len(accounting.sha256(path)) == 64
+
+
+def test_sparsity_from_keras_and_from_tflite(tiny_keras, tmp_path):
+    from helpers.keras_setup import keras, tf
+
+    assert accounting.keras_sparsity(tiny_keras) < 0.01
+    clone = keras().models.clone_model(tiny_keras)
+    weights = [np.where(np.arange(w.size).reshape(w.shape) % 4 == 0, w, 0) if w.ndim == 2 else w for w in tiny_keras.get_weights()]
+    clone.set_weights(weights)
+    assert accounting.keras_sparsity(clone) == pytest.approx(0.75, abs=0.01)
+    path = tmp_path / "sparse.tflite"
+    path.write_bytes(tf().lite.TFLiteConverter.from_keras_model(clone).convert())
+    assert accounting.tflite_sparsity(path, min_elements=1000) == pytest.approx(0.75, abs=0.02)
+
+
+def test_corrupt_file_is_refused(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"1234TFL3" + b"\xff" * 40)
+    with pytest.raises(TFLiteModelError):
+        accounting.tflite_tensors(bad)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.litert_runner import LiteRTModel, TFLiteModelError, benchmark_latency, make_interpreter
+
+
+def test_fp32_matches_keras(tflite_files, tiny_keras, digits):
+    lite = LiteRTModel(tflite_files["fp32"])
+    keras_logits = tiny_keras.predict(digits.x_test, verbose=0)
+    np.testing.assert_allclose(lite.predict(digits.x_test, batch_size=64), keras_logits, atol=1e-4)
+    assert lite.input_spec.dtype == "float32" and lite.input_spec.shape[1:] == (8, 8, 1)
+
+
+def test_int8_model_is_quantized_transparently(tflite_files, tiny_keras, digits):
+    lite8 = LiteRTModel(tflite_files["int8"])
+    assert lite8.input_spec.dtype == "int8" and lite8.input_spec.scale > 0
+    acc8 = lite8.evaluate(digits.x_test, digits.y_test)
+    acc32 = LiteRTModel(tflite_files["fp32"]).evaluate(digits.x_test, digits.y_test)
+    assert acc32 > 0.8 and abs(acc8 - acc32) < 0.03
+    # already-quantized input is passed through unchanged
+    xq = lite8.prepare_input(digits.x_test[:5])
+    assert xq.dtype == np.int8
+    np.testing.assert_array_equal(lite8.predict(xq), lite8.predict(digits.x_test[:5]))
+
+
+def test_batching_does_not_change_results(tflite_files, digits):
+    lite = LiteRTModel(tflite_files["fp32"])
+    np.testing.assert_allclose(lite.predict(digits.x_test[:50], 7), lite.predict(digits.x_test[:50], 50), atol=1e-6)
+
+
+def test_corrupt_truncated_and_missing_files_give_clear_errors(tmp_path, tflite_files):
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(TFLiteModelError, match="not a TFLite flatbuffer"):
+        LiteRTModel(garbage)
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(tflite_files["fp32"].read_bytes()[:600])
+    with pytest.raises(TFLiteModelError, match="truncated.tflite"):
+        LiteRTModel(truncated)
+    with pytest.raises(TFLiteModelError, match="No model file"):
+        LiteRTModel(tmp_path / "absent.tflite")
+    with pytest.raises(TFLiteModelError, match="not a TFLite flatbuffer"):
+        LiteRTModel(b"")
+
+
+def test_wrong_shape_and_dtype_are_refused(tflite_files):
+    lite = LiteRTModel(tflite_files["fp32"])
+    with pytest.raises(TFLiteModelError, match=r"shape \(2, 28, 28, 1\).*\(batch, 8, 8, 1\)"):
+        lite.predict(np.zeros((2, 28, 28, 1), np.float32))
+    with pytest.raises(TFLiteModelError, match="dtype is uint8"):
+        lite.predict(np.zeros((2, 8, 8, 1), np.uint8))
+
+
+def test_bad_thread_count(tflite_files):
+    with pytest.raises(TFLiteModelError, match="num_threads"):
+        make_interpreter(tflite_files["fp32"], num_threads=0)
+
+
+@pytest.mark.parametrize("xnnpack", [True, False])
+def test_benchmark_reports_median_and_p90(tflite_files, digits, xnnpack):
+    lat = benchmark_latency(tflite_files["int8"], digits.x_test, num_threads=2, runs=50, warmup=5, use_xnnpack=xnnpack)
+    assert 0 < lat.median_ms <= lat.p90_ms and lat.threads == 2 and lat.runs == 50 and lat.xnnpack is xnnpack
+    with pytest.raises(ValueError):
+        benchmark_latency(tflite_files["int8"], digits.x_test, runs=0)

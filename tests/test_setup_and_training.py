@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import models, paths, training
+from helpers.keras_setup import Keras3ModelError, ensure_keras2_model, keras
+from helpers.repro import set_seed
+
+
+def test_importing_helpers_selects_legacy_keras():
+    assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
+    from helpers.keras_setup import tf
+
+    assert tf().keras.__name__.startswith("tf_keras") or "tf_keras" in type(tf().keras.Model).__module__
+
+
+def test_tensorflow_imported_first_without_the_flag_is_refused():
+    code = "import tensorflow, helpers"
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "import `helpers` first" in out.stderr
+
+
+def test_keras3_model_is_refused_with_a_clear_error(tiny_keras):
+    assert ensure_keras2_model(tiny_keras) is tiny_keras
+    import keras as keras3  # the Keras 3 package that TensorFlow installs
+
+    k3 = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    with pytest.raises(Keras3ModelError, match="Keras 3 model"):
+        ensure_keras2_model(k3)
+    with pytest.raises(Keras3ModelError):
+        ensure_keras2_model("not a model")
+
+
+def _train_once(digits, seed):
+    set_seed(seed)
+    model = models.compile_classifier(models.build_baseline_cnn(digits.input_shape, digits.num_classes))
+    history = training.fit(model, digits.x_train[:200], digits.y_train[:200], (digits.x_val, digits.y_val), epochs=2, seed=seed, every=5)
+    return model, history
+
+
+def test_training_is_reproducible_and_compact(digits, capsys):
+    m1, h1 = _train_once(digits, 0)
+    m2, h2 = _train_once(digits, 0)
+    assert list(h1.columns) == ["loss", "accuracy", "val_loss", "val_accuracy"] and len(h1) == 2
+    for a, b in zip(m1.get_weights(), m2.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 2 and printed[0].startswith("epoch   2/2")  # only the last epoch (every=5)
+
+
+def test_fit_refuses_mismatched_data(digits):
+    model = models.compile_classifier(models.build_baseline_cnn(digits.input_shape, digits.num_classes))
+    with pytest.raises(ValueError, match="rows"):
+        training.fit(model, digits.x_train[:10], digits.y_train[:9])
+    with pytest.raises(ValueError):
+        set_seed(-1)
+
+
+def test_model_builders(digits):
+    base = models.build_baseline_cnn(digits.input_shape, digits.num_classes)
+    assert 50_000 < base.count_params() < 400_000
+    mobile = models.build_mobile_model(digits.input_shape, digits.num_classes, alpha=0.35, resolution=32)
+    assert mobile.output_shape == (None, 10) and mobile.count_params() > 300_000
+    with pytest.raises(ValueError):
+        models.build_mobile_model(digits.input_shape, 10, resolution=16)
+    assert training.make_strategy().num_replicas_in_sync >= 1
+
+
+def test_load_or_train_baseline_rebuilds_when_missing(tmp_path, digits, monkeypatch):
+    monkeypatch.setitem(models.BASELINE_RECIPE, "epochs", 1)
+    model = models.load_or_train_baseline(tmp_path, digits)
+    assert (tmp_path / models.BASELINE_KERAS).exists()
+    again = models.load_or_train_baseline(tmp_path, digits)  # now loaded, not retrained
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.DATA_DIR_ENV, str(tmp_path / "d"))
+    assert paths.data_dir() == tmp_path / "d" and (tmp_path / "d").is_dir()
+    assert paths.models_dir(tmp_path, "digits").name == "models"
+    assert paths.models_dir(tmp_path, "/x/own.npz").name == "models-own"
+    f = paths.atomic_write_text(tmp_path / "a" / "b.txt", "hi")
+    assert f.read_text() == "hi" and [p.name for p in f.parent.iterdir()] == ["b.txt"]
+    assert paths.relative_to_data(tmp_path / "d" / "models" / "x.tflite", tmp_path / "d") == "d/models/x.tflite"
