@@ -131,6 +131,27 @@ def register_variant(path: Path, entry: dict[str, Any], dataset: str) -> dict[st
     return entry
 
 
+def update_variant(path: Path, name: str, expected_sha256: str, **keys: Any) -> dict[str, Any] | None:
+    """Add or replace ``keys`` on the variant ``name`` (e.g. ``peak_memory_bytes``), under the lock.
+
+    Only if the entry still has ``expected_sha256``: a measurement of an older file is never written
+    onto a newer entry another notebook registered meanwhile. Returns the updated entry, or None when
+    the variant is gone or its file changed. Schema keys cannot be changed this way.
+    """
+    clash = sorted(set(keys) & set(REQUIRED))
+    if clash:
+        raise ValueError(f"update_variant only adds extra keys; {clash} belong to the schema (use register_variant).")
+    path = Path(path)
+    with _lock(path):
+        doc = load_manifest(path)
+        for entry in doc["variants"]:
+            if entry["name"] == name and entry["sha256"] == expected_sha256:
+                entry.update(keys)
+                atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+                return entry
+    return None
+
+
 def remove_variant(path: Path, name: str) -> bool:
     """Drop a variant from the manifest (its file is left alone). True if it was there."""
     with _lock(Path(path)):
@@ -185,12 +206,19 @@ def register_tflite(
     sparsity: float | None = None,
     threads: Iterable[int] = (1, 2),
     runs: int = 200,
+    measure_memory: bool = False,
     **extra: Any,
 ) -> dict[str, Any]:
     """Measure a ``.tflite`` on the dataset's test split and register it in ``<models>/manifest.json``.
 
     ``extra`` keys (e.g. ``notes``, ``peak_memory_bytes``) are stored on the entry as they are.
+    ``measure_memory=True`` also stores ``peak_memory_bytes``: the peak RSS growth of loading and
+    invoking the file at 1 thread in a fresh process (:func:`helpers.memory.measure_peak_memory`).
     """
+    if measure_memory and "peak_memory_bytes" not in extra:
+        from helpers.memory import measure_peak_memory
+
+        extra["peak_memory_bytes"] = measure_peak_memory(Path(tflite)).peak_growth_bytes
     tflite = Path(tflite)
     rel = tflite.resolve().relative_to(Path(models).resolve()).as_posix()
     entry = {

@@ -1,0 +1,346 @@
+"""Pick a model variant at run time: the manifest as the contract, device profiles, a selection policy.
+
+The model itself is fixed before deployment; what an app *can* do at run time is choose, and switch,
+among pre-optimized variants. This module is that choice, written the way an app needs it:
+
+1. :func:`load_verified` reads ``manifest.json`` (validated by :mod:`helpers.registry`) and checks every
+   variant's file: a missing file or a SHA-256 mismatch is *reported and skipped*, never a crash.
+2. :class:`DeviceProfile` holds a device's budgets (model file size, peak memory, threads, latency,
+   accuracy floor); :data:`PROFILES` has a low-end, mid-range and high-end phone and a
+   microcontroller-class budget that no variant in this workbook fits.
+3. :func:`select_variant` applies hard constraints, then an objective, with a deterministic tie-break.
+
+Constraints (a variant must meet all of them):
+    ``max_size_bytes``   file size (what the app ships or downloads, and maps into memory);
+    ``max_memory_bytes`` measured peak RSS growth of running it (``peak_memory_bytes`` in the manifest;
+                         a variant without that measurement fails this constraint: unknown is not small);
+    ``min_accuracy``     test accuracy in [0, 1];
+    ``max_latency_ms``   median latency at ``threads``. If the manifest has no measurement at that thread
+                         count, the nearest *lower* measured count is used (fewer threads is not faster on
+                         the CPUs measured here, so this errs on the safe side); with none, the variant fails.
+
+Objectives:
+    ``"best_accuracy"`` highest accuracy; ties broken by lower latency, then smaller file, then name.
+    ``"fastest"``       lowest latency; ties broken by higher accuracy, then smaller file, then name.
+    (Use ``min_accuracy`` as the floor for ``"fastest"``.)
+
+Fallback chain when no variant meets every constraint (the caller chooses):
+    ``"refuse"``   raise :class:`NoVariantFits`, whose message names the constraint that ruled everything
+                   out (constraints are applied in the order size, memory, accuracy, latency; the first one
+                   that leaves nothing is named, with the best value still available);
+    ``"smallest"`` serve the smallest verified variant (by file size, then name) and say which
+                   constraints it breaks (``Selection.fallback`` is True).
+    With no usable variant at all, both raise :class:`NoVariantFits`.
+
+Latencies in the manifest are measured on the machine that ran the notebooks. A real app would
+re-measure its variants on the device (on first launch) and select with those numbers; the policy
+is the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+from helpers.registry import ManifestError, load_manifest
+
+Objective = Literal["best_accuracy", "fastest"]
+Fallback = Literal["refuse", "smallest"]
+OBJECTIVES: tuple[str, ...] = ("best_accuracy", "fastest")
+FALLBACKS: tuple[str, ...] = ("refuse", "smallest")
+CONSTRAINT_ORDER: tuple[str, ...] = ("max_size_bytes", "max_memory_bytes", "min_accuracy", "max_latency_ms")
+
+__all__ = [
+    "ManifestError", "NoVariantFits", "Skipped", "VerifiedManifest", "load_verified", "DeviceProfile",
+    "PROFILES", "Constraints", "Selection", "latency_at", "violations", "select_variant", "pareto_front",
+]
+
+
+class NoVariantFits(LookupError):
+    """No variant meets the constraints (and the caller asked for a refusal), or none is usable at all.
+
+    ``constraint`` names the constraint that ruled everything out (one of :data:`CONSTRAINT_ORDER`, or
+    ``"available"`` when the manifest has no usable variant).
+    """
+
+    def __init__(self, message: str, constraint: str) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A manifest variant that cannot be served, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class VerifiedManifest:
+    """The usable variants of a manifest (file present, hash matches) and the ones skipped."""
+
+    path: Path
+    dataset: str
+    variants: tuple[dict[str, Any], ...]
+    skipped: tuple[Skipped, ...]
+
+    def file_of(self, entry: dict[str, Any]) -> Path:
+        """The variant's file, resolved against the manifest's folder."""
+        return self.path.parent / entry["path"]
+
+    def names(self) -> list[str]:
+        return [v["name"] for v in self.variants]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_verified(manifest: Path, verify_hash: bool = True) -> VerifiedManifest:
+    """Load and validate a manifest, then check each variant's file exists and matches its SHA-256.
+
+    A malformed or missing manifest raises :class:`~helpers.registry.ManifestError` (one clear
+    sentence). A variant whose file is missing, unreadable, or whose hash differs is skipped and
+    listed in ``skipped`` with the reason, so an app keeps serving the variants it can trust.
+    """
+    manifest = Path(manifest)
+    doc = load_manifest(manifest)
+    usable: list[dict[str, Any]] = []
+    skipped: list[Skipped] = []
+    for entry in doc["variants"]:
+        file = manifest.parent / entry["path"]
+        if not file.is_file():
+            skipped.append(Skipped(entry["name"], f"file {entry['path']!r} is missing"))
+            continue
+        if verify_hash:
+            try:
+                actual = _file_sha256(file)
+            except OSError as exc:
+                skipped.append(Skipped(entry["name"], f"file {entry['path']!r} is unreadable ({exc.strerror})"))
+                continue
+            if actual != entry["sha256"].lower():
+                skipped.append(
+                    Skipped(entry["name"], f"file {entry['path']!r} does not match its sha256 (changed or corrupt; re-export it)")
+                )
+                continue
+        usable.append(entry)
+    return VerifiedManifest(manifest, doc["dataset"], tuple(usable), tuple(skipped))
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A class of device and its budgets for one model.
+
+    The phone budgets are scaled to this workbook's digit-sized models (hundreds of KB, tens of
+    microseconds), so that the variants actually compete; a real app's numbers are larger, the policy
+    is the same. Memory is measured peak RSS growth of loading and running the model (file, arena,
+    delegate buffers, runtime pages touched).
+    """
+
+    name: str
+    description: str
+    threads: int
+    max_size_bytes: int | None
+    max_memory_bytes: int | None
+    max_latency_ms: float | None
+    min_accuracy: float | None
+
+    def constraints(self, **overrides: Any) -> "Constraints":
+        """These budgets as :class:`Constraints`; keyword arguments override single fields."""
+        base = Constraints(
+            max_size_bytes=self.max_size_bytes, max_memory_bytes=self.max_memory_bytes,
+            max_latency_ms=self.max_latency_ms, min_accuracy=self.min_accuracy, threads=self.threads,
+        )
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+KB, MB = 1024, 1024 * 1024
+PROFILES: dict[str, DeviceProfile] = {
+    p.name: p
+    for p in (
+        DeviceProfile("high_end_phone", "flagship: 4 big cores, memory to spare", threads=4,
+                      max_size_bytes=8 * MB, max_memory_bytes=64 * MB, max_latency_ms=1.0, min_accuracy=0.95),
+        DeviceProfile("mid_range_phone", "2 usable cores, a model under half a megabyte", threads=2,
+                      max_size_bytes=512 * KB, max_memory_bytes=16 * MB, max_latency_ms=0.5, min_accuracy=0.95),
+        DeviceProfile("low_end_phone", "1 core for ML, a quarter-megabyte model budget", threads=1,
+                      max_size_bytes=256 * KB, max_memory_bytes=8 * MB, max_latency_ms=0.25, min_accuracy=0.90),
+        DeviceProfile("microcontroller", "Cortex-M class: 256 KB flash for the model, 128 KB of RAM", threads=1,
+                      max_size_bytes=256 * KB, max_memory_bytes=128 * KB, max_latency_ms=5.0, min_accuracy=0.80),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Hard limits a variant must meet. ``None`` means no limit. ``threads`` picks the latency column."""
+
+    max_size_bytes: int | None = None
+    max_memory_bytes: int | None = None
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
+            raise ValueError(f"threads must be a positive int, got {self.threads!r}.")
+        for key in ("max_size_bytes", "max_memory_bytes", "max_latency_ms"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not value > 0):
+                raise ValueError(f"{key} must be positive (or None for no limit), got {value!r}.")
+        if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
+            raise ValueError(f"min_accuracy is a fraction in [0, 1], got {self.min_accuracy!r} (use 0.95, not 95).")
+
+    def describe(self, key: str) -> str:
+        """One constraint as a reader would say it, e.g. ``'max size 256 KB'``."""
+        value = getattr(self, key)
+        return {
+            "max_size_bytes": lambda: f"max size {value / KB:g} KB",
+            "max_memory_bytes": lambda: f"max peak memory {value / KB:g} KB",
+            "min_accuracy": lambda: f"min accuracy {value:g}",
+            "max_latency_ms": lambda: f"max latency {value:g} ms at {self.threads} thread(s)",
+        }[key]()
+
+
+def latency_at(entry: dict[str, Any], threads: int) -> float | None:
+    """Median latency (ms) of a variant at ``threads``, or at the nearest lower measured count; None if none."""
+    measured = {int(t): float(ms) for t, ms in entry["latency_ms"].items()}
+    usable = [t for t in measured if t <= threads]
+    return measured[max(usable)] if usable else None
+
+
+def _value(entry: dict[str, Any], key: str, threads: int) -> float | None:
+    if key == "max_size_bytes":
+        return float(entry["size_bytes"])
+    if key == "max_memory_bytes":
+        mem = entry.get("peak_memory_bytes")
+        return None if mem is None else float(mem)
+    if key == "min_accuracy":
+        return float(entry["accuracy"])
+    return latency_at(entry, threads)
+
+
+def _meets(entry: dict[str, Any], c: Constraints, key: str) -> bool:
+    limit = getattr(c, key)
+    if limit is None:
+        return True
+    value = _value(entry, key, c.threads)
+    if value is None:  # not measured: cannot be shown to fit
+        return False
+    return value >= limit if key == "min_accuracy" else value <= limit
+
+
+def violations(entry: dict[str, Any], constraints: Constraints) -> list[str]:
+    """The constraints (described) that ``entry`` breaks; empty when it fits."""
+    return [constraints.describe(k) for k in CONSTRAINT_ORDER if not _meets(entry, constraints, k)]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen variant, how it was chosen, and what happened to the others."""
+
+    variant: dict[str, Any]
+    objective: str
+    constraints: Constraints
+    fallback: bool
+    candidates: tuple[str, ...]
+    rejected: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.variant["name"]
+
+    @property
+    def latency_ms(self) -> float | None:
+        return latency_at(self.variant, self.constraints.threads)
+
+
+def _sort_key(entry: dict[str, Any], objective: str, threads: int) -> tuple:
+    lat = latency_at(entry, threads)
+    lat = float("inf") if lat is None else lat
+    if objective == "best_accuracy":
+        return (-float(entry["accuracy"]), lat, int(entry["size_bytes"]), entry["name"])
+    return (lat, -float(entry["accuracy"]), int(entry["size_bytes"]), entry["name"])
+
+
+def _best_left(entries: list[dict[str, Any]], key: str, threads: int) -> str:
+    """What the best remaining variant offers for ``key`` (for the refusal message)."""
+    measured = [(v, _value(v, key, threads)) for v in entries]
+    known = [(v, x) for v, x in measured if x is not None]
+    if not known:
+        if key == "max_memory_bytes":
+            return "none of them has a measured peak_memory_bytes; measure it with helpers.memory, as notebook 07 does"
+        return f"none of them has a latency measured at <= {threads} thread(s)"
+    sign = -1.0 if key == "min_accuracy" else 1.0  # best = highest accuracy, else lowest value; ties by name
+    v, x = min(known, key=lambda vx: (sign * vx[1], vx[0]["name"]))
+    shown = {
+        "max_size_bytes": f"{x / KB:.1f} KB", "max_memory_bytes": f"{x / KB:.0f} KB",
+        "min_accuracy": f"{x:.4f}", "max_latency_ms": f"{x:.4g} ms",
+    }[key]
+    best = "most accurate" if key == "min_accuracy" else {"max_size_bytes": "smallest", "max_memory_bytes": "leanest",
+                                                           "max_latency_ms": "fastest"}[key]
+    return f"the {best} is {v['name']} at {shown}"
+
+
+def select_variant(
+    variants: Iterable[dict[str, Any]] | VerifiedManifest,
+    constraints: Constraints,
+    objective: Objective = "best_accuracy",
+    fallback: Fallback = "refuse",
+) -> Selection:
+    """Choose a variant: meet every constraint, then optimise ``objective``; see the module docstring.
+
+    ``variants`` are manifest entries (pass :func:`load_verified`'s result so unverified files are
+    never served). Deterministic: the same inputs always give the same choice.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+    if fallback not in FALLBACKS:
+        raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}.")
+    entries = list(variants.variants if isinstance(variants, VerifiedManifest) else variants)
+    if not entries:
+        raise NoVariantFits("the manifest has no usable variant (all missing or corrupt); re-run the notebooks that export them.", "available")
+    rejected = {v["name"]: violations(v, constraints) for v in entries}
+    fits = [v for v in entries if not rejected[v["name"]]]
+    if fits:
+        best = min(fits, key=lambda v: _sort_key(v, objective, constraints.threads))
+        return Selection(best, objective, constraints, False, tuple(v["name"] for v in fits),
+                         {n: r for n, r in rejected.items() if r})
+    if fallback == "smallest":
+        smallest = min(entries, key=lambda v: (int(v["size_bytes"]), v["name"]))
+        return Selection(smallest, objective, constraints, True, (), {n: r for n, r in rejected.items() if r})
+    left, applied = entries, []
+    for key in CONSTRAINT_ORDER:
+        if getattr(constraints, key) is None:
+            continue
+        kept = [v for v in left if _meets(v, constraints, key)]
+        if not kept:
+            after = f" left after {', '.join(applied)}" if applied else ""
+            raise NoVariantFits(
+                f"{constraints.describe(key)} rules out every variant{after} ({_best_left(left, key, constraints.threads)}); "
+                "relax that limit or ask for the smallest-model fallback.",
+                key,
+            )
+        applied.append(constraints.describe(key))
+        left = kept
+    raise AssertionError("unreachable: some constraint must have emptied the candidate set")  # pragma: no cover
+
+
+def pareto_front(entries: Iterable[dict[str, Any]], threads: int) -> list[str]:
+    """Names of the variants no other variant beats on both accuracy (higher) and latency (lower)."""
+    points = [(v["name"], float(v["accuracy"]), latency_at(v, threads)) for v in entries]
+    points = [p for p in points if p[2] is not None]
+    front = []
+    for name, acc, lat in points:
+        dominated = any(
+            (a >= acc and l <= lat) and (a > acc or l < lat) for n, a, l in points if n != name
+        )
+        if not dominated:
+            front.append(name)
+    return sorted(front)
