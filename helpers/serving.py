@@ -1,0 +1,123 @@
+"""Serve requests with one LiteRT interpreter while its replacement loads in the background.
+
+The app-side half of run-time variant selection: when conditions change (battery saver, thermal
+throttling, a tighter latency budget) the app re-selects a variant and swaps interpreters. A swap
+must not drop or stall a request, so :class:`HotSwapServer` keeps answering with the current
+interpreter while the new one is built on a background thread, and switches between two requests
+once it is ready. Every request is answered by exactly one interpreter; the log says which.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from helpers.litert_runner import LiteRTModel
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answered request: which variant and thread count served it, its latency and prediction."""
+
+    index: int
+    variant: str
+    threads: int
+    latency_ms: float
+    prediction: int
+
+
+@dataclass(frozen=True)
+class Swap:
+    """One interpreter swap: requested before request ``requested_at``, live from ``live_at``."""
+
+    requested_at: int
+    live_at: int
+    old: str
+    new: str
+    threads: int
+    load_ms: float
+
+
+class _Loader(threading.Thread):
+    def __init__(self, name: str, path: Path, threads: int) -> None:
+        super().__init__(daemon=True)
+        self.variant, self.path, self.threads = name, path, threads
+        self.model: LiteRTModel | None = None
+        self.error: BaseException | None = None
+        self.load_ms = 0.0
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.model = LiteRTModel(self.path, num_threads=self.threads)
+        except BaseException as exc:  # reported to the serving loop, which keeps the old model
+            self.error = exc
+        self.load_ms = (time.perf_counter() - t0) * 1e3
+
+
+class HotSwapServer:
+    """Answer requests with the current interpreter; swap to a new variant without dropping any.
+
+    ``swap_to(name, path, threads)`` starts loading in the background and returns at once; the next
+    ``serve`` call after the load finishes uses the new interpreter. A failed load keeps the old
+    interpreter serving and is recorded in ``failed_swaps``; a load overtaken by a newer
+    ``swap_to`` is never used and is recorded in ``superseded``. Serving never waits for a load.
+    """
+
+    def __init__(self, name: str, path: Path, threads: int) -> None:
+        self.current = (name, threads)
+        self._model = LiteRTModel(Path(path), num_threads=threads)
+        self._pending: _Loader | None = None
+        self._pending_since = 0
+        self.log: list[Served] = []
+        self.swaps: list[Swap] = []
+        self.failed_swaps: list[tuple[str, str]] = []
+        self.superseded: list[str] = []
+
+    @property
+    def target(self) -> tuple[str, int]:
+        """The (variant, threads) the server is serving or switching to."""
+        return (self._pending.variant, self._pending.threads) if self._pending else self.current
+
+    def swap_to(self, name: str, path: Path, threads: int) -> bool:
+        """Start loading ``name`` at ``threads`` unless it is already the target. True if a load started."""
+        if (name, threads) == self.target:
+            return False
+        if self._pending is not None:  # a newer decision supersedes a load still in flight: let it
+            self.superseded.append(self._pending.variant)  # finish in the background, never use it
+            self._pending = None
+        self._pending = _Loader(name, Path(path), threads)
+        self._pending_since = len(self.log)
+        self._pending.start()
+        return True
+
+    def _maybe_swap(self) -> None:
+        loader = self._pending
+        if loader is None or loader.is_alive():
+            return
+        self._pending = None
+        if loader.error is not None or loader.model is None:
+            self.failed_swaps.append((loader.variant, str(loader.error)))
+            return
+        self.swaps.append(Swap(self._pending_since, len(self.log), self.current[0], loader.variant, loader.threads, loader.load_ms))
+        self._model, self.current = loader.model, (loader.variant, loader.threads)
+
+    def serve(self, x: np.ndarray) -> Served:
+        """Answer one request (a single input without the batch axis) and log it."""
+        self._maybe_swap()
+        t0 = time.perf_counter()
+        logits = self._model.predict(np.asarray(x)[None])
+        ms = (time.perf_counter() - t0) * 1e3
+        served = Served(len(self.log), self.current[0], self.current[1], ms, int(np.argmax(logits[0])))
+        self.log.append(served)
+        return served
+
+    def finish(self) -> None:
+        """Wait for a load still in flight and apply it (call before reading ``swaps``)."""
+        if self._pending is not None:
+            self._pending.join()
+            self._maybe_swap()

@@ -1,0 +1,136 @@
+"""Every exit path of ``python -m helpers.select``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import registry, select
+
+
+def _entry(name: str, **over) -> dict:
+    e = {
+        "name": name, "technique": "test", "path": f"{name}.tflite", "size_bytes": 1000, "gzip_bytes": 900,
+        "params": 250, "sparsity": 0.0, "accuracy": 0.9, "latency_ms": {"1": 0.05, "2": 0.04},
+        "input": {"shape": [1, 8, 8, 1], "dtype": "float32", "scale": 0.0, "zero_point": 0},
+        "sha256": hashlib.sha256(name.encode()).hexdigest(), "peak_memory_bytes": 4 * 2**20,
+    }
+    e.update(over)
+    return e
+
+
+@pytest.fixture()
+def manifest(tmp_path):
+    path = registry.manifest_path(tmp_path)
+    for e in (
+        _entry("big", size_bytes=600 * 1024, accuracy=0.99, latency_ms={"1": 0.05, "2": 0.03}),
+        _entry("small", size_bytes=150 * 1024, accuracy=0.97, latency_ms={"1": 0.02, "2": 0.02}),
+    ):
+        (tmp_path / e["path"]).write_bytes(e["name"].encode())
+        registry.register_variant(path, e, "digits")
+    return path
+
+
+def run(capsys, *args):
+    code = select.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_chooses_and_prints_name_and_path(manifest, capsys):
+    code, out, err = run(capsys, "--manifest", manifest)
+    assert code == 0 and err == ""
+    name, path = out.split()
+    assert name == "big" and path.endswith("big.tflite")
+    code, out, _ = run(capsys, "--manifest", manifest, "--max-size-kb", 200)
+    assert code == 0 and out.split()[0] == "small"
+    code, out, _ = run(capsys, "--manifest", manifest, "--objective", "fastest", "--min-accuracy", 0.9)
+    assert out.split()[0] == "small"
+
+
+def test_json_prints_the_whole_entry(manifest, capsys):
+    code, out, _ = run(capsys, "--manifest", manifest, "--profile", "low_end_phone", "--json")
+    entry = json.loads(out)
+    assert code == 0 and entry == registry.load_manifest(manifest)["variants"][1]
+
+
+def test_profile_flags_override(manifest, capsys):
+    code, out, _ = run(capsys, "--manifest", manifest, "--profile", "high_end_phone")
+    assert code == 0 and out.split()[0] == "big"
+    code, out, _ = run(capsys, "--manifest", manifest, "--profile", "high_end_phone", "--max-latency-ms", 0.025, "--threads", 1)
+    assert code == 0 and out.split()[0] == "small"
+
+
+def test_nothing_fits_exits_2_naming_the_constraint(manifest, capsys):
+    code, out, err = run(capsys, "--manifest", manifest, "--max-size-kb", 100)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "max size 100 KB rules out every variant" in err and "small" in err
+    code, _, err = run(capsys, "--manifest", manifest, "--min-accuracy", 0.98, "--max-latency-ms", 0.01, "--threads", 2)
+    assert code == 2 and "max latency 0.01 ms at 2 thread(s)" in err and "left after min accuracy 0.98" in err
+    code, _, err = run(capsys, "--manifest", manifest, "--profile", "microcontroller")
+    assert code == 2 and "max peak memory 128 KB" in err
+
+
+def test_smallest_fallback_exits_0_with_a_note(manifest, capsys):
+    code, out, err = run(capsys, "--manifest", manifest, "--max-size-kb", 100, "--fallback", "smallest")
+    assert code == 0 and out.split()[0] == "small"
+    assert "serving the smallest variant" in err and "max size 100 KB" in err
+
+
+def test_missing_and_corrupt_files_are_skipped_with_a_note(manifest, capsys):
+    (manifest.parent / "big.tflite").write_bytes(b"changed")
+    code, out, err = run(capsys, "--manifest", manifest)
+    assert code == 0 and out.split()[0] == "small" and "skipped big" in err and "sha256" in err
+    (manifest.parent / "small.tflite").unlink()
+    code, out, err = run(capsys, "--manifest", manifest)
+    assert code == 2 and out == "" and "missing" in err and "no usable variant" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{oops", "not valid JSON"), ('{"dataset": "digits"}', "expected an object"), ("[]", "expected an object")],
+)
+def test_malformed_manifest_exits_2_with_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "manifest.json"
+    path.write_text(content)
+    code, out, err = run(capsys, "--manifest", path)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1 and err.startswith("error:")
+
+
+def test_missing_manifest_exits_2_with_one_line(tmp_path, capsys):
+    code, out, err = run(capsys, "--manifest", tmp_path / "nope.json")
+    assert code == 2 and out == "" and "no manifest at" in err and err.count("\n") == 1
+    code, out, err = run(capsys, "--manifest", tmp_path)  # a directory is not a manifest either
+    assert code == 2 and "no manifest at" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--min-accuracy", "95"], ["--max-size-kb", "-5"], ["--max-latency-ms", "fast"], ["--threads", "0"],
+     ["--profile", "toaster"], ["--objective", "cheapest"], []],
+)
+def test_bad_arguments_exit_2(manifest, capsys, args):
+    argv = args if args == [] else ["--manifest", str(manifest), *args]
+    with pytest.raises(SystemExit) as info:
+        select.main(argv)
+    assert info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_cli_process_no_tensorflow_no_traceback(manifest, tmp_path):
+    probe = (
+        "import sys; from helpers import select; code = select.main(sys.argv[1:]); "
+        "assert 'tensorflow' not in sys.modules, 'the CLI imported TensorFlow'; sys.exit(code)"
+    )
+    ok = subprocess.run([sys.executable, "-c", probe, "--manifest", str(manifest)], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.split()[0] == "big"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    for args in (["--manifest", str(bad)], ["--manifest", str(manifest), "--max-size-kb", "1"]):
+        done = subprocess.run([sys.executable, "-m", "helpers.select", *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
