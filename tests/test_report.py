@@ -179,7 +179,7 @@ def _claims_doc():
         entry("baseline_fp32", "baseline", 4000, 0.98, 0.040, gzip=3600, params=1000),
         entry("ptq_int8", "ptq_int8", 1000, 0.978, 0.036, gzip=900, params=1000),
         entry("ptq_int8_mobile", "ptq_int8", 500, 0.90, 0.010, params=50000),  # other architecture
-        entry("pruned_80", "pruning", 4000, 0.975, 0.040, gzip=1000, params=1000),
+        entry("pruned_80", "pruning", 4000, 0.975, 0.040, gzip=1100, params=1000),
         entry("pruned_50", "pruning", 4000, 0.98, 0.040, gzip=2000, params=1000),
         entry("student_scratch", "student", 800, 0.960, 0.01, params=100),
         entry("student_distilled", "distillation", 800, 0.9644, 0.01, params=100),
@@ -197,7 +197,7 @@ def test_claims_table_ratios_verdicts_and_not_measured_rows():
     assert speed.value == pytest.approx(0.040 / 0.036) and speed.verdict == "falls short"
     assert "0.040 ms" in speed["why (where this machine disagrees)"], "explanation filled from measured context"
     pruning = c.loc["3x smaller (≈ 3x)"]
-    assert pruning.variant == "pruned_80" and pruning.value == pytest.approx(3.6)
+    assert pruning.variant == "pruned_80" and pruning.value == pytest.approx(3600 / 1100)
     assert pruning["why (where this machine disagrees)"] == "", "no explanation when the claim holds"
     fp16 = c.loc["2x smaller (≈ 2x)"]
     assert fp16.verdict == "not measured" and fp16.measured == "not measured"
@@ -315,8 +315,38 @@ def test_cross_check_explanations_follow_the_numbers():
     assert "differ" in lines[1] and "between the two APIs" in lines[1] and "Interpreter path" in lines[1]
     noisy = report.cross_check_table([{"threads": 1, "ours_ms": 0.030, "tool": _tool(0.06), "compiled_ms": 0.09}])
     assert "noise" in report.explain_cross_check(noisy)[0]
+    tool_run = report.cross_check_table([{"threads": 1, "ours_ms": 0.047, "tool": _tool(0.06), "compiled_ms": 0.048}])
+    assert "API is not the cause" in report.explain_cross_check(tool_run)[0]
+    bare = report.cross_check_table([{"threads": 1, "ours_ms": 0.030, "tool": _tool(0.06)}])
+    assert "benchmark_compiled_model" in report.explain_cross_check(bare)[0]
+
+
+def test_median_tool_run():
+    runs = [_tool(0.07), _tool(0.05), _tool(0.06)]
+    assert report.median_tool_run(runs).median_ms == 0.06
+    with pytest.raises(report.ReportError):
+        report.median_tool_run([])
 
 
 def test_compiled_model_benchmark_runs(tflite_files):
     ms = report.benchmark_compiled_model(tflite_files["fp32"], num_threads=1, runs=20, warmup=2)
     assert ms > 0
+
+
+def test_remeasure_latency_times_every_loadable_model_and_skips_broken_ones(tflite_files, tmp_path, digits):
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a model")
+    ms = report.remeasure_latency({"fp32": tflite_files["fp32"], "int8": tflite_files["int8"], "broken": broken},
+                                  digits.x_test[:1], rounds=2, runs=20, warmup=2)
+    assert set(ms) == {"fp32", "int8"} and all(v > 0 for v in ms.values())
+    with pytest.raises(report.ReportError, match="No models"):
+        report.remeasure_latency({}, digits.x_test[:1])
+
+
+def test_claims_explain_where_the_machine_exceeds_the_figure():
+    t = report.variants_table(_claims_doc())
+    c = report.claims_table(t, extra={"xnnpack_speed": 4.0}, context={"pp_per_image": 0.22})
+    row = c.loc["XNNPACK delegate (fp32)"]
+    assert row.verdict == "exceeds" and "SIMD" in row["why (where this machine disagrees)"]
+    for claim in report.CLAIMS:
+        assert claim.why and claim.why_exceeds, f"{claim.key} needs both explanations"
