@@ -54,7 +54,7 @@ CONSTRAINT_ORDER: tuple[str, ...] = ("max_size_bytes", "max_memory_bytes", "min_
 
 __all__ = [
     "ManifestError", "NoVariantFits", "Skipped", "VerifiedManifest", "load_verified", "DeviceProfile",
-    "PROFILES", "Constraints", "Selection", "latency_at", "violations", "select_variant", "pareto_front",
+    "PROFILES", "Constraints", "Selection", "measured_threads", "latency_at", "violations", "select_variant", "pareto_front",
 ]
 
 
@@ -208,11 +208,16 @@ class Constraints:
         }[key]()
 
 
+def measured_threads(entry: dict[str, Any], threads: int) -> int | None:
+    """The thread count whose latency stands in for ``threads``: itself, or the nearest lower measured one."""
+    usable = [int(t) for t in entry["latency_ms"] if int(t) <= threads]
+    return max(usable) if usable else None
+
+
 def latency_at(entry: dict[str, Any], threads: int) -> float | None:
     """Median latency (ms) of a variant at ``threads``, or at the nearest lower measured count; None if none."""
-    measured = {int(t): float(ms) for t, ms in entry["latency_ms"].items()}
-    usable = [t for t in measured if t <= threads]
-    return measured[max(usable)] if usable else None
+    t = measured_threads(entry, threads)
+    return None if t is None else float(entry["latency_ms"][str(t)])
 
 
 def _value(entry: dict[str, Any], key: str, threads: int) -> float | None:

@@ -37,6 +37,7 @@ class Swap:
     requested_at: int
     live_at: int
     old: str
+    old_threads: int
     new: str
     threads: int
     load_ms: float
@@ -103,7 +104,8 @@ class HotSwapServer:
         if loader.error is not None or loader.model is None:
             self.failed_swaps.append((loader.variant, str(loader.error)))
             return
-        self.swaps.append(Swap(self._pending_since, len(self.log), self.current[0], loader.variant, loader.threads, loader.load_ms))
+        self.swaps.append(Swap(self._pending_since, len(self.log), self.current[0], self.current[1], loader.variant,
+                               loader.threads, loader.load_ms))
         self._model, self.current = loader.model, (loader.variant, loader.threads)
 
     def serve(self, x: np.ndarray) -> Served:

@@ -266,3 +266,27 @@ def test_failed_swap_keeps_serving_the_old_model(tmp_path, tflite_files, digits)
     server.serve(digits.x_test[0])
     assert server.current == ("fp32", 1) and server.failed_swaps and server.failed_swaps[0][0] == "bad"
     assert len(server.log) == 1 and server.swaps == []
+
+
+# ---------------------------------------------------------------- report tables and plots
+def test_profile_table_and_plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from helpers import selection_report
+
+    table = selection_report.profile_table(VARIANTS, PROFILES.values())
+    assert table.loc["low_end_phone", "chosen"] == "int8" and table.loc["high_end_phone", "measured at threads"] == 2
+    assert table.loc["microcontroller", "chosen"] == "(refused)"
+    assert table.loc["microcontroller", "ruled out by"] == "max_memory_bytes"
+    c = Constraints(max_size_bytes=200 * KB)
+    ax = selection_report.pareto_plot(VARIANTS, c, select_variant(VARIANTS, c))
+    assert "chosen: int8" in [t.get_text() for t in ax.get_legend().get_texts()]
+    log = pd.DataFrame({"index": range(6), "variant": ["a"] * 3 + ["b"] * 3, "latency_ms": [0.1] * 6})
+    phases = pd.DataFrame({"condition": ["x", "y"], "start": [0, 3], "stop": [3, 6]})
+    ax = selection_report.timeline_plot(log, phases, pd.DataFrame({"live_at": [3], "new": ["b"]}))
+    assert ax.get_yscale() == "log"
+    plt.close("all")
