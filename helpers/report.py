@@ -285,27 +285,31 @@ _WHY_XNNPACK = (
     "{base_ms:.3f} ms the delegate's per-invoke overhead weighs as much as the faster kernels."
 )
 
+# Variants of other techniques that may also carry a PTQ-like technique string (e.g. a pruned model
+# quantized with the int8 recipe): PTQ claims are tested on plain post-training variants only.
+_NOT_PLAIN_PTQ = ("*mobile*", "prun*", "clust*", "*qat*", "student*", "*distill*")
+
 CLAIMS: tuple[Claim, ...] = (
     Claim("dynamic_size", "PTQ dynamic range", "4x smaller", "size_ratio", "about", 4.0,
           "LiteRT docs, Post-training quantization", names=("ptq_dynamic*", "ptq_dr*", "*dynamic_range*"),
-          techniques=("*dynamic*",), exclude=("*mobile*",), why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
+          techniques=("*dynamic*",), exclude=_NOT_PLAIN_PTQ, why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
     Claim("dynamic_speed", "PTQ dynamic range", "2–3x faster on CPU", "speedup@1", "range", 2.0,
           "LiteRT docs, Post-training quantization", high=3.0, names=("ptq_dynamic*", "ptq_dr*", "*dynamic_range*"),
-          techniques=("*dynamic*",), exclude=("*mobile*",), why=_WHY_DYNAMIC, why_exceeds=_EXCEEDS_SPEED),
+          techniques=("*dynamic*",), exclude=_NOT_PLAIN_PTQ, why=_WHY_DYNAMIC, why_exceeds=_EXCEEDS_SPEED),
     Claim("int8_size", "PTQ full integer int8", "4x smaller", "size_ratio", "about", 4.0,
           "LiteRT docs, Post-training quantization", names=("ptq_int8*", "ptq_full_int8*", "ptq_full_integer*"),
-          techniques=("*full*int*", "ptq_int8", "ptq-int8"), exclude=("*mobile*", "*16x8*", "*int16*", "*fallback*"),
+          techniques=("*full*int*", "ptq_int8", "ptq-int8"), exclude=(*_NOT_PLAIN_PTQ, "*16x8*", "*int16*", "*fallback*"),
           why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
     Claim("int8_speed", "PTQ full integer int8", "3x+ faster", "speedup@1", "at_least", 3.0,
           "LiteRT docs, Post-training quantization", names=("ptq_int8*", "ptq_full_int8*", "ptq_full_integer*"),
-          techniques=("*full*int*", "ptq_int8", "ptq-int8"), exclude=("*mobile*", "*16x8*", "*int16*", "*fallback*"),
+          techniques=("*full*int*", "ptq_int8", "ptq-int8"), exclude=(*_NOT_PLAIN_PTQ, "*16x8*", "*int16*", "*fallback*"),
           why=_WHY_SPEED, why_exceeds=_EXCEEDS_SPEED),
     Claim("fp16_size", "PTQ float16", "2x smaller", "size_ratio", "about", 2.0,
           "LiteRT docs, Post-training quantization", names=("ptq_fp16*", "ptq_float16*"),
-          techniques=("*float16*", "*fp16*"), exclude=("*mobile*",), why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
+          techniques=("*float16*", "*fp16*"), exclude=_NOT_PLAIN_PTQ, why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
     Claim("int16x8_size", "PTQ 16x8", "almost 3–4x smaller", "size_ratio", "range", 3.0,
           "LiteRT docs, Post-training quantization", high=4.0, names=("ptq_int16x8*", "ptq_16x8*", "*16x8*"),
-          techniques=("*16x8*",), exclude=("*mobile*",), why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
+          techniques=("*16x8*",), exclude=_NOT_PLAIN_PTQ, why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
     Claim("qat_size", "Quantization-aware training int8", "4x smaller", "size_ratio", "about", 4.0,
           "tensorflow/model-optimization, guide/quantization/training.md", names=("qat_int8*", "qat*"),
           techniques=("qat*", "*quantization-aware*", "*quantization_aware*"),

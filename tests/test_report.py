@@ -350,3 +350,13 @@ def test_claims_explain_where_the_machine_exceeds_the_figure():
     assert row.verdict == "exceeds" and "SIMD" in row["why (where this machine disagrees)"]
     for claim in report.CLAIMS:
         assert claim.why and claim.why_exceeds, f"{claim.key} needs both explanations"
+
+
+def test_ptq_claims_ignore_other_techniques_with_a_ptq_technique_string():
+    doc = manifest(
+        entry("baseline_fp32", "baseline", 4000, 0.98, 0.040, params=1000),
+        entry("pruned_80_int8", "ptq_int8", 300, 0.97, 0.030, params=1000),
+    )
+    c = report.claims_table(report.variants_table(doc))
+    assert c.loc["PTQ full integer int8"].verdict.eq("not measured").all()
+    assert c.loc["Pruning + int8 quantization (gzipped)", "variant"] == "pruned_80_int8"
