@@ -180,6 +180,7 @@ def _claims_doc():
         entry("ptq_int8", "ptq_int8", 1000, 0.978, 0.036, gzip=900, params=1000),
         entry("ptq_int8_mobile", "ptq_int8", 500, 0.90, 0.010, params=50000),  # other architecture
         entry("pruned_80", "pruning", 4000, 0.975, 0.040, gzip=1100, params=1000),
+        entry("pruned_95", "pruning", 4000, 0.90, 0.040, gzip=500, params=1000),  # smaller but 8 pp worse
         entry("pruned_50", "pruning", 4000, 0.98, 0.040, gzip=2000, params=1000),
         entry("student_scratch", "student", 800, 0.960, 0.01, params=100),
         entry("student_distilled", "distillation", 800, 0.9644, 0.01, params=100),
@@ -197,7 +198,8 @@ def test_claims_table_ratios_verdicts_and_not_measured_rows():
     assert speed.value == pytest.approx(0.040 / 0.036) and speed.verdict == "falls short"
     assert "0.040 ms" in speed["why (where this machine disagrees)"], "explanation filled from measured context"
     pruning = c.loc["3x smaller (≈ 3x)"]
-    assert pruning.variant == "pruned_80" and pruning.value == pytest.approx(3600 / 1100)
+    assert pruning.variant == "pruned_80" and pruning.value == pytest.approx(3600 / 1100), "accurate variants first"
+    assert pruning["accuracy vs baseline (pp)"] == pytest.approx(-0.5)
     assert pruning["why (where this machine disagrees)"] == "", "no explanation when the claim holds"
     fp16 = c.loc["2x smaller (≈ 2x)"]
     assert fp16.verdict == "not measured" and fp16.measured == "not measured"
@@ -360,3 +362,29 @@ def test_ptq_claims_ignore_other_techniques_with_a_ptq_technique_string():
     c = report.claims_table(report.variants_table(doc))
     assert c.loc["PTQ full integer int8"].verdict.eq("not measured").all()
     assert c.loc["Pruning + int8 quantization (gzipped)", "variant"] == "pruned_80_int8"
+
+
+def test_claims_fall_back_to_the_best_variant_when_none_is_accurate_enough():
+    doc = manifest(
+        entry("baseline_fp32", "baseline", 4000, 0.98, 0.040, gzip=3600, params=1000),
+        entry("pruned_95", "pruning", 4000, 0.90, 0.040, gzip=500, params=1000),
+        entry("pruned_97", "pruning", 4000, 0.85, 0.040, gzip=400, params=1000),
+    )
+    row = report.claims_table(report.variants_table(doc)).loc["Pruning (stripped, gzipped)"]
+    assert row.variant == "pruned_97" and row["accuracy vs baseline (pp)"] == pytest.approx(-13.0)
+
+
+def test_claims_plot_draws_measured_ratio_claims_only():
+    import matplotlib.pyplot as plt
+
+    t = report.variants_table(_claims_doc())
+    c = report.claims_table(t, extra={"xnnpack_speed": 3.0})
+    fig = report.claims_plot(c)
+    labels = [tick.get_text() for tick in fig.axes[0].get_yticklabels()]
+    assert "XNNPACK delegate (fp32): speed" in labels and "PTQ full integer int8: size" in labels
+    assert not any(label.startswith("Knowledge distillation") for label in labels)
+    plt.close(fig)
+    empty = report.claims_plot(report.claims_table(report.variants_table(manifest(entry("baseline_fp32", "b", 4000, 0.98, 0.04)))))
+    plt.close(empty)
+    with pytest.raises(report.ReportError, match="same claims"):
+        report.claims_plot(c, report.CLAIMS[:2])
