@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-latency-ms", type=_positive(float), help="slowest median latency at --threads")
     parser.add_argument("--min-accuracy", type=_fraction, help="accuracy floor, a fraction in [0, 1]")
     parser.add_argument("--threads", type=_positive(int), help="thread count the app will run with (default: profile's, else 1)")
-    parser.add_argument("--objective", choices=OBJECTIVES, default="best_accuracy", help="what to optimise among variants that fit")
+    parser.add_argument("--objective", choices=OBJECTIVES,
+                        help="what to optimise among variants that fit (default: the profile's, else best_accuracy)")
     parser.add_argument("--fallback", choices=FALLBACKS, default="refuse", help="when nothing fits: refuse (exit 2) or serve the smallest")
     parser.add_argument("--json", action="store_true", help="print the chosen variant's whole manifest entry as JSON")
     parser.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of each file (faster, less safe)")
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     for skip in manifest.skipped:
         print(f"note: skipped {skip.name}: {skip.reason}", file=sys.stderr)
     try:
-        choice = select_variant(manifest, constraints_from(args), args.objective, args.fallback)
+        objective = args.objective or (PROFILES[args.profile].objective if args.profile else "best_accuracy")
+        choice = select_variant(manifest, constraints_from(args), objective, args.fallback)
     except NoVariantFits as exc:
         print(f"no variant fits: {exc}", file=sys.stderr)
         return EXIT_NO_FIT

@@ -141,7 +141,9 @@ class DeviceProfile:
     The phone budgets are scaled to this workbook's digit-sized models (hundreds of KB, tens of
     microseconds), so that the variants actually compete; a real app's numbers are larger, the policy
     is the same. Memory is measured peak RSS growth of loading and running the model (file, arena,
-    delegate buffers, runtime pages touched).
+    delegate buffers, runtime pages touched). ``objective`` is the device's default: the low-end
+    phone takes the fastest variant above its accuracy floor (its users feel latency first), the
+    others the most accurate variant within budget.
     """
 
     name: str
@@ -151,6 +153,7 @@ class DeviceProfile:
     max_memory_bytes: int | None
     max_latency_ms: float | None
     min_accuracy: float | None
+    objective: str = "best_accuracy"  # what this device optimises among variants that fit
 
     def constraints(self, **overrides: Any) -> "Constraints":
         """These budgets as :class:`Constraints`; keyword arguments override single fields."""
@@ -170,7 +173,8 @@ PROFILES: dict[str, DeviceProfile] = {
         DeviceProfile("mid_range_phone", "2 usable cores, a model under half a megabyte", threads=2,
                       max_size_bytes=512 * KB, max_memory_bytes=16 * MB, max_latency_ms=0.5, min_accuracy=0.95),
         DeviceProfile("low_end_phone", "1 core for ML, a quarter-megabyte model budget", threads=1,
-                      max_size_bytes=256 * KB, max_memory_bytes=8 * MB, max_latency_ms=0.25, min_accuracy=0.90),
+                      max_size_bytes=256 * KB, max_memory_bytes=8 * MB, max_latency_ms=0.25, min_accuracy=0.90,
+                      objective="fastest"),
         DeviceProfile("microcontroller", "Cortex-M class: 256 KB flash for the model, 128 KB of RAM", threads=1,
                       max_size_bytes=256 * KB, max_memory_bytes=128 * KB, max_latency_ms=5.0, min_accuracy=0.80),
     )

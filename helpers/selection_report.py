@@ -22,16 +22,18 @@ from helpers.selection import (
 def profile_table(
     variants: Sequence[dict[str, Any]],
     profiles: Iterable[DeviceProfile],
-    objective: str = "best_accuracy",
+    objective: str | None = None,
     fallback: str = "refuse",
 ) -> pd.DataFrame:
     """One row per device profile: the variant chosen and its measured size, accuracy, latency at the
-    profile's thread count and peak memory; or the refusal and the constraint that caused it."""
+    profile's thread count and peak memory; or the refusal and the constraint that caused it.
+    ``objective=None`` uses each profile's own objective."""
     rows = []
     for p in profiles:
-        row: dict[str, Any] = {"profile": p.name, "threads": p.threads}
+        goal = objective or p.objective
+        row: dict[str, Any] = {"profile": p.name, "threads": p.threads, "objective": goal}
         try:
-            sel = select_variant(variants, p.constraints(), objective, fallback)  # type: ignore[arg-type]
+            sel = select_variant(variants, p.constraints(), goal, fallback)  # type: ignore[arg-type]
         except NoVariantFits as exc:
             row.update({"chosen": "(refused)", "ruled out by": exc.constraint})
         else:

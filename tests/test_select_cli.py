@@ -58,6 +58,15 @@ def test_json_prints_the_whole_entry(manifest, capsys):
     assert code == 0 and entry == registry.load_manifest(manifest)["variants"][1]
 
 
+def test_profile_objective_is_the_default_and_the_flag_wins(manifest, capsys):
+    # low_end_phone optimises for speed: with a loose size limit it takes the faster "small"
+    code, out, _ = run(capsys, "--manifest", manifest, "--profile", "low_end_phone", "--max-size-kb", 1000)
+    assert code == 0 and out.split()[0] == "small"
+    code, out, _ = run(capsys, "--manifest", manifest, "--profile", "low_end_phone", "--max-size-kb", 1000,
+                       "--max-latency-ms", 1, "--objective", "best_accuracy")
+    assert code == 0 and out.split()[0] == "big"
+
+
 def test_profile_flags_override(manifest, capsys):
     code, out, _ = run(capsys, "--manifest", manifest, "--profile", "high_end_phone")
     assert code == 0 and out.split()[0] == "big"

@@ -172,6 +172,7 @@ def test_profiles_and_overrides():
     assert c.max_latency_ms == 9.0 and c.threads == 1 and c.max_size_bytes == PROFILES["low_end_phone"].max_size_bytes
     assert select_variant(VARIANTS, PROFILES["high_end_phone"].constraints()).name == "fp16"
     assert select_variant(VARIANTS, PROFILES["low_end_phone"].constraints()).name == "int8"
+    assert PROFILES["low_end_phone"].objective == "fastest" and PROFILES["high_end_phone"].objective == "best_accuracy"
     with pytest.raises(NoVariantFits) as info:  # MB-scale runtime memory never fits a 128 KB MCU
         select_variant(VARIANTS, PROFILES["microcontroller"].constraints())
     assert info.value.constraint == "max_memory_bytes"
@@ -280,6 +281,11 @@ def test_profile_table_and_plots():
 
     table = selection_report.profile_table(VARIANTS, PROFILES.values())
     assert table.loc["low_end_phone", "chosen"] == "int8" and table.loc["high_end_phone", "measured at threads"] == 2
+    assert table.loc["low_end_phone", "objective"] == "fastest"
+    loose = [dict(v, accuracy=max(v["accuracy"], 0.95)) for v in VARIANTS]  # now "tiny" clears every floor
+    assert selection_report.profile_table(loose, [PROFILES["low_end_phone"]]).loc["low_end_phone", "chosen"] == "tiny"
+    accurate = selection_report.profile_table(loose, [PROFILES["low_end_phone"]], objective="best_accuracy")
+    assert accurate.loc["low_end_phone", "chosen"] == "int8"  # the override beats the profile's objective
     assert table.loc["microcontroller", "chosen"] == "(refused)"
     assert table.loc["microcontroller", "ruled out by"] == "max_memory_bytes"
     c = Constraints(max_size_bytes=200 * KB)
