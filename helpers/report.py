@@ -147,45 +147,80 @@ def dominated_by(frame: pd.DataFrame, front: pd.Series, objectives: Mapping[str,
     return pd.Series(out, name="dominated_by")
 
 
+def technique_family(name: str, technique: str) -> str:
+    """A coarse family for colouring plots (a manifest can hold dozens of technique strings)."""
+    n, t = str(name).lower(), str(technique).lower()
+    if name == BASELINE:
+        return "baseline fp32"
+    if "mobile" in n or "mobile" in t:
+        return "mobile-scale model"
+    if "student" in n or "student" in t or "distill" in t:
+        return "distillation / student"
+    if "prun" in n or "prun" in t:
+        return "pruning (+ quantization)"
+    if "clust" in n or "cqat" in n or "clust" in t:
+        return "clustering (+ quantization)"
+    if "qat" in n or "qat" in t or "aware" in t:
+        return "quantization-aware training"
+    if n.startswith(("ptq", "lq", "sel")) or "ptq" in t or "quant" in t:
+        return "post-training quantization"
+    return "other"
+
+
 def pareto_plot(
     frame: pd.DataFrame,
     front: pd.Series,
     size: str = "size_kb",
     latency: str = "latency_ms@1",
     accuracy: str = "accuracy",
+    error_floor_pct: float = 0.1,
 ) -> Any:
-    """Accuracy against size and against latency (two panels, shared accuracy axis), colour = technique;
-    Pareto-optimal variants drawn as large stars and labelled. Returns the matplotlib Figure."""
+    """Test error against file size and against latency, all on log scales, so lower-left is better
+    on both panels; colour = technique family, Pareto-optimal variants drawn as large stars, numbered
+    (most accurate first) with the names keyed beside the panels.
+    Error is shown as ``max(100 * (1 - accuracy), error_floor_pct)`` so a perfect score stays on a
+    log axis. Returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
     import matplotlib.ticker as mticker
     import seaborn as sns
 
-    data = frame.assign(pareto=front.map({True: "Pareto-optimal", False: "dominated"})).reset_index()
+    data = frame.assign(
+        pareto=front.map({True: "Pareto-optimal", False: "dominated"}),
+        family=[technique_family(n, t) for n, t in zip(frame.index, frame["technique"])],
+        error=np.maximum(100 * (1 - frame[accuracy].astype(float)), error_floor_pct),
+    ).reset_index()
     with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    panels = ((axes[0], size, "file size (KB, log scale)"), (axes[1], latency, "median latency, 1 thread (ms, log scale)"))
+        fig, axes = plt.subplots(1, 2, figsize=(12, 5.2), sharey=True)
+    panels = ((axes[0], size, "file size (KB)"), (axes[1], latency, "median latency, 1 thread (ms)"))
+    plain = mticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ranked = data[data.pareto == "Pareto-optimal"].sort_values(["error", size])
     for ax, x, label in panels:
         sns.scatterplot(
-            data=data, x=x, y=accuracy, hue="technique", style="pareto", size="pareto",
-            sizes={"Pareto-optimal": 170, "dominated": 55}, markers={"Pareto-optimal": "*", "dominated": "o"},
-            style_order=["Pareto-optimal", "dominated"], ax=ax, legend=ax is axes[1],
+            data=data, x=x, y="error", hue="family", style="pareto", size="pareto",
+            sizes={"Pareto-optimal": 220, "dominated": 50}, markers={"Pareto-optimal": "*", "dominated": "o"},
+            style_order=["Pareto-optimal", "dominated"], ax=ax, legend=ax is axes[0], alpha=0.85,
         )
         ax.set_xscale("log")
-        plain = mticker.FuncFormatter(lambda v, _: f"{v:g}")
+        ax.set_yscale("log")
         values = data[x].astype(float)
-        narrow = values.max() / values.min() < 20 if values.min() > 0 else False
+        narrow = bool(values.min() > 0 and values.max() / values.min() < 20)
         ax.xaxis.set_major_formatter(plain)
         ax.xaxis.set_minor_formatter(plain if narrow else mticker.NullFormatter())
-        ax.tick_params(axis="x", which="minor", labelsize=8)
-        ax.set_xlabel(label)
-        for _, row in data[data.pareto == "Pareto-optimal"].iterrows():
-            ax.annotate(row["name"], (row[x], row[accuracy]), xytext=(4, 4), textcoords="offset points", fontsize=8)
-    acc = data[accuracy].astype(float)
-    axes[0].set_ylim(acc.min() - 0.01, min(1.0, acc.max()) + 0.005)
-    axes[0].set_ylabel("test accuracy")
-    axes[1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=8)
-    fig.suptitle("Every variant: accuracy × size × latency (stars: Pareto-optimal on all three)")
-    fig.tight_layout()
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+        ax.tick_params(which="minor", labelsize=7)
+        ax.set_xlabel(f"{label}, log scale")
+        for number, (_, row) in enumerate(ranked.iterrows(), 1):  # numbers, keyed at the right: names would collide
+            ax.annotate(str(number), (row[x], row["error"]), xytext=(5, 4), textcoords="offset points",
+                        fontsize=9, fontweight="bold")
+    axes[0].set_ylabel("test error (%, log scale): lower is better")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].get_legend().remove()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    key = "\n".join(f"{k}  {name}" for k, name in enumerate(ranked["name"], 1))
+    fig.text(0.83, 0.55, "Pareto-optimal\n(most accurate first)\n\n" + key, fontsize=8, va="center", family="monospace")
+    fig.suptitle("Every variant: error × size × latency (stars: Pareto-optimal on all three; lower-left is better)")
+    fig.tight_layout(rect=(0, 0.16, 0.82, 1))
     return fig
 
 
@@ -289,8 +324,9 @@ _WHY_XNNPACK = (
 )
 
 # Variants of other techniques that may also carry a PTQ-like technique string (e.g. a pruned model
-# quantized with the int8 recipe): PTQ claims are tested on plain post-training variants only.
-_NOT_PLAIN_PTQ = ("*mobile*", "prun*", "clust*", "*qat*", "student*", "*distill*")
+# quantized with the int8 recipe), or that keep part of the model in float on purpose (selective):
+# PTQ claims are tested on plain post-training variants only.
+_NOT_PLAIN_PTQ = ("*mobile*", "prun*", "clust*", "*qat*", "student*", "*distill*", "*selective*")
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("dynamic_size", "PTQ dynamic range", "4x smaller", "size_ratio", "about", 4.0,
@@ -316,11 +352,11 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("qat_size", "Quantization-aware training int8", "4x smaller", "size_ratio", "about", 4.0,
           "TF Model Optimization, Quantization aware training overview (guide/quantization/training.md)", names=("qat_int8*", "qat*"),
           techniques=("qat*", "*quantization-aware*", "*quantization_aware*"),
-          exclude=("*mobile*", "*pqat*", "*cqat*", "*pcqat*", "prun*", "clust*"), why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
+          exclude=("*mobile*", "*pqat*", "*cqat*", "*pcqat*", "prun*", "clust*", "*selective*"), why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
     Claim("qat_speed", "Quantization-aware training int8", "typically 1.5–4x faster on CPU", "speedup@1", "range",
           1.5, "TF Model Optimization, Quantization aware training overview (guide/quantization/training.md)", high=4.0, names=("qat_int8*", "qat*"),
           techniques=("qat*", "*quantization-aware*", "*quantization_aware*"),
-          exclude=("*mobile*", "*pqat*", "*cqat*", "*pcqat*", "prun*", "clust*"), why=_WHY_SPEED, why_exceeds=_EXCEEDS_SPEED),
+          exclude=("*mobile*", "*pqat*", "*cqat*", "*pcqat*", "prun*", "clust*", "*selective*"), why=_WHY_SPEED, why_exceeds=_EXCEEDS_SPEED),
     Claim("pruning_gzip", "Pruning (stripped, gzipped)", "3x smaller", "gzip_ratio", "about", 3.0,
           "TF Model Optimization, Pruning in Keras example (pruning_with_keras)", names=("pruned*", "prune_*"),
           techniques=("*prun*",), exclude=("*int8*", "*qat*", "*quant*", "*int16*", "*fp16*", "*float16*", "*mobile*"),
@@ -343,14 +379,19 @@ CLAIMS: tuple[Claim, ...] = (
 
 
 def _match(frame: pd.DataFrame, names: Sequence[str], techniques: Sequence[str], exclude: Sequence[str]) -> list[str]:
-    found = []
+    """Variants whose lower-cased name matches a ``names`` glob; only when none does, those whose
+    technique matches a ``techniques`` glob (a workbook name like ``ptq_int8`` says more about the
+    recipe than a free-text technique). ``exclude`` name globs and the baseline never match."""
+    by_name, by_technique = [], []
     for name, technique in zip(frame.index, frame["technique"]):
         n, t = str(name).lower(), str(technique).lower()
         if name == BASELINE or any(fnmatch.fnmatch(n, p) for p in exclude):
             continue
-        if any(fnmatch.fnmatch(n, p) for p in names) or any(fnmatch.fnmatch(t, p) for p in techniques):
-            found.append(name)
-    return found
+        if any(fnmatch.fnmatch(n, p) for p in names):
+            by_name.append(name)
+        elif any(fnmatch.fnmatch(t, p) for p in techniques):
+            by_technique.append(name)
+    return by_name or by_technique
 
 
 def _same_architecture(frame: pd.DataFrame, candidates: list[str]) -> list[str]:

@@ -388,3 +388,36 @@ def test_claims_plot_draws_measured_ratio_claims_only():
     plt.close(empty)
     with pytest.raises(report.ReportError, match="same claims"):
         report.claims_plot(c, report.CLAIMS[:2])
+
+
+def test_claims_prefer_name_matches_over_technique_matches():
+    doc = manifest(
+        entry("baseline_fp32", "baseline", 4000, 0.98, 0.040, params=1000),
+        entry("ptq_dynamic", "ptq_dynamic_range", 1000, 0.98, 0.020, params=1000),
+        entry("lq_dynamic_int8", "litert_quantizer_dynamic_int8", 990, 0.98, 0.010, params=1000),
+        entry("ptq_int8_selective", "ptq_int8_selective", 1000, 0.98, 0.005, params=1000),
+    )
+    c = report.claims_table(report.variants_table(doc))
+    assert set(c.loc["PTQ dynamic range", "variant"]) == {"ptq_dynamic"}, "the converter's variant, named as such"
+    assert set(c.loc["PTQ full integer int8", "verdict"]) == {"not measured"}, "selective keeps layers in float"
+    only_lq = manifest(doc["variants"][0], doc["variants"][2])
+    c = report.claims_table(report.variants_table(only_lq))
+    assert set(c.loc["PTQ dynamic range", "variant"]) == {"lq_dynamic_int8"}, "technique match when no name matches"
+
+
+@pytest.mark.parametrize(
+    "name, technique, family",
+    [
+        ("baseline_fp32", "baseline", "baseline fp32"),
+        ("ptq_int8", "ptq_full_int8", "post-training quantization"),
+        ("lq_dynamic_int8", "litert_quantizer_dynamic_int8", "post-training quantization"),
+        ("pcqat_16_int8", "pruning + clustering + PCQAT int8", "pruning (+ quantization)"),
+        ("cqat_16_int8", "clustering + CQAT int8", "clustering (+ quantization)"),
+        ("qat_int8", "qat", "quantization-aware training"),
+        ("student_distilled_int8", "distillation+ptq_int8", "distillation / student"),
+        ("mobile_ptq_int8", "mobile_ptq_full_int8", "mobile-scale model"),
+        ("mystery", "something", "other"),
+    ],
+)
+def test_technique_family(name, technique, family):
+    assert report.technique_family(name, technique) == family
