@@ -96,7 +96,7 @@ def load_manifest(path: Path) -> dict[str, Any]:
     """Read and validate a manifest; one clear :class:`ManifestError` for any problem."""
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"No manifest at {path.name!r} in {path.parent.name}/; run notebook 01 first (or `make run`).")
+        raise ManifestError(f"No manifest at {path.name!r} in {path.parent.name or '.'}/; run notebook 01 first (or `make run`).")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
