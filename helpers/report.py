@@ -476,6 +476,7 @@ def claims_table(
     """
     if BASELINE not in frame.index:
         raise ReportError(f"The table has no {BASELINE!r} row; claims are ratios against it. Run notebook 01 first.")
+    claims = list(claims)
     latency_1t = dict(latency_1t or {})
     extra = dict(extra or {})
     base = frame.loc[BASELINE]
@@ -492,6 +493,7 @@ def claims_table(
         value: float | None = None
         variant = ""
         unit = "x"
+        scores: dict[str, float] = {}
         if c.metric == "extra":
             value = extra.get(c.key)
             variant = "baseline_fp32 (XNNPACK off vs on)" if c.key == "xnnpack_speed" else ""
@@ -504,12 +506,12 @@ def claims_table(
         elif names and c.metric == "acc_gain_pp":
             unit = " pp"
             refs = _match(frame, c.reference_names, c.reference_techniques, c.exclude)
-            scores = {}
             if refs:
                 ref = max(refs, key=lambda n: frame.at[n, "accuracy"])
                 scores = {n: 100 * (frame.at[n, "accuracy"] - frame.at[ref, "accuracy"]) for n in names}
         if c.metric == "acc_gain_pp":
             unit = " pp"
+        scores = {n: v for n, v in scores.items() if not math.isnan(v)}  # e.g. a variant never timed
         if c.metric != "extra" and names and scores:
             if c.metric != "acc_gain_pp":
                 accurate = {n: v for n, v in scores.items()

@@ -421,3 +421,13 @@ def test_claims_prefer_name_matches_over_technique_matches():
 )
 def test_technique_family(name, technique, family):
     assert report.technique_family(name, technique) == family
+
+
+def test_claims_skip_variants_without_a_timing():
+    e = entry("ptq_int8", "ptq_full_int8", 1000, 0.98, 0.02, params=1000)
+    e["latency_ms"] = {"2": 0.02}
+    doc = manifest(entry("baseline_fp32", "baseline", 4000, 0.98, 0.040, params=1000), e)
+    c = report.claims_table(report.variants_table(doc), claims=iter(report.CLAIMS))
+    rows = c.loc["PTQ full integer int8"].set_index("published")
+    assert rows.loc["3x+ faster (≥ 3x)", "verdict"] == "not measured"
+    assert rows.loc["4x smaller (≈ 4x)", "verdict"] == "agrees"
