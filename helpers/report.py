@@ -687,10 +687,13 @@ def run_benchmark_tool(
     tool = Path(tool) if tool is not None else benchmark_tool_path()
     result_json.parent.mkdir(parents=True, exist_ok=True)
     result_json.unlink(missing_ok=True)
-    args = [f"--model={model}", f"--num_threads={num_threads}", f"--num_runs={num_runs}",
-            f"--warmup_runs={warmup_runs}", f"--result_json={result_json}"]
+    # Run from the model's folder with a bare file name: the tool copies --model into its JSON, which
+    # then carries no absolute path of this machine.
+    args = [f"--model={model.name}", f"--num_threads={num_threads}", f"--num_runs={num_runs}",
+            f"--warmup_runs={warmup_runs}", f"--result_json={result_json.resolve()}"]
     try:
-        proc = subprocess.run([python, str(tool), *args], capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run([python, str(tool), *args], capture_output=True, text=True, timeout=timeout,
+                              check=False, cwd=model.resolve().parent)
     except subprocess.TimeoutExpired as exc:
         raise ReportError(f"{tool.name} did not finish within {timeout:.0f} s on {model.name}; lower num_runs.") from exc
     if proc.returncode != 0 or not result_json.is_file():

@@ -271,6 +271,7 @@ def test_benchmark_tool_runs_on_a_real_model(tflite_files, tmp_path):
     assert run.num_threads == 1 and run.num_runs == 50 and "CPU" in run.accelerators
     assert run.median_ms >= 0 and run.p95_ms >= run.p5_ms
     assert str(tmp_path) not in run.command, "the command shown in outputs carries file names only"
+    assert run.raw["model"] == tflite_files["fp32"].name, "the tool's JSON carries no absolute path"
 
 
 def test_benchmark_tool_missing_model_is_a_clear_error(tmp_path):
