@@ -861,6 +861,18 @@ def _cell(value: Any, floatfmt: str) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def report_dir(data: Path, models: Path) -> Path:
+    """Where the dashboard writes its report: ``<data>/results`` for the default dataset's models
+    folder (``models``), ``<data>/results/<name>`` for ``models-<name>``, so reports of different
+    datasets never overwrite each other. Created if missing."""
+    from helpers.paths import results_dir
+
+    name = Path(models).name
+    out = results_dir(data) if name == "models" else results_dir(data) / name.removeprefix("models-")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
     """A GitHub-flavoured Markdown table of ``frame`` (index included); NaN shows as "—"."""
     frame = frame.reset_index()

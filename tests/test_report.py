@@ -432,3 +432,9 @@ def test_claims_skip_variants_without_a_timing():
     rows = c.loc["PTQ full integer int8"].set_index("published")
     assert rows.loc["3x+ faster (≥ 3x)", "verdict"] == "not measured"
     assert rows.loc["4x smaller (≈ 4x)", "verdict"] == "agrees"
+
+
+def test_report_dir_keeps_datasets_apart(tmp_path):
+    assert report.report_dir(tmp_path, tmp_path / "models") == tmp_path / "results"
+    other = report.report_dir(tmp_path, tmp_path / "models-fashion_mnist")
+    assert other == tmp_path / "results" / "fashion_mnist" and other.is_dir()
