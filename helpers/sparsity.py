@@ -343,3 +343,24 @@ def compare_latency(
     frame["threads"] = num_threads
     frame["vs_first"] = frame["median_ms"] / frame["median_ms"].iloc[0]
     return frame
+
+
+def latency_verdict(table: pd.DataFrame, reference: str, candidate: str, margin: float = 0.15) -> tuple[float, str]:
+    """Speed of ``candidate`` relative to ``reference`` from a :func:`compare_latency` table, and a
+    verdict that calls a difference only when it is larger than ``margin`` *and* the two models'
+    round ranges do not overlap (on a shared machine, smaller differences are noise)."""
+    for label in (reference, candidate):
+        if label not in table.index:
+            raise ValueError(f"{label!r} is not in the latency table ({list(table.index)}).")
+    needed = {"median_ms", "round_min_ms", "round_max_ms"} - set(table.columns)
+    if needed:
+        raise ValueError(f"the latency table lacks {sorted(needed)}; build it with compare_latency.")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}.")
+    ref, cand = table.loc[reference], table.loc[candidate]
+    speedup = float(ref["median_ms"] / cand["median_ms"])
+    if speedup > 1 + margin and cand["round_max_ms"] < ref["round_min_ms"]:
+        return speedup, "faster"
+    if speedup < 1 / (1 + margin) and cand["round_min_ms"] > ref["round_max_ms"]:
+        return speedup, "slower"
+    return speedup, f"no clear difference (within {margin:.0%} or within this run's spread)"

@@ -238,3 +238,28 @@ def test_xnnpack_sparse_rule(machine, flags, expected):
 def test_xnnpack_rule_on_this_machine_gives_a_reason():
     ok, reason = sparsity.xnnpack_sparse_supported()
     assert isinstance(ok, bool) and "CPU" in reason
+
+
+def _lat(ref, cand):
+    return pd.DataFrame([dict(zip(["model", "median_ms", "round_min_ms", "round_max_ms"], r)) for r in (ref, cand)]).set_index("model")
+
+
+@pytest.mark.parametrize(
+    "cand, expected",
+    [(("b", 0.5, 0.45, 0.55), "faster"), (("b", 2.0, 1.9, 2.1), "slower"),
+     (("b", 0.8, 0.6, 1.0), "no clear"),  # 1.25x but the ranges overlap: noise
+     (("b", 0.95, 0.94, 0.96), "no clear")],
+)
+def test_latency_verdict(cand, expected):
+    speedup, verdict = sparsity.latency_verdict(_lat(("a", 1.0, 0.98, 1.02), cand), "a", "b")
+    assert verdict.startswith(expected) and speedup == pytest.approx(1.0 / cand[1])
+
+
+def test_latency_verdict_bad_input():
+    table = _lat(("a", 1.0, 0.9, 1.1), ("b", 1.0, 0.9, 1.1))
+    with pytest.raises(ValueError, match="not in the latency table"):
+        sparsity.latency_verdict(table, "a", "c")
+    with pytest.raises(ValueError, match="lacks"):
+        sparsity.latency_verdict(table.drop(columns="round_min_ms"), "a", "b")
+    with pytest.raises(ValueError, match="margin"):
+        sparsity.latency_verdict(table, "a", "b", margin=-1)
