@@ -25,7 +25,7 @@ run: install
 # Notebooks run in order against an empty data folder, as on a fresh clone.
 test: install
 	rm -rf $(TEST_DATA)
-	WORKBOOK_DATA_DIR=$(abspath $(TEST_DATA)) $(BIN)/python -m pytest tests notebooks \
+	WORKBOOK_DATASET=digits WORKBOOK_DATA_DIR=$(abspath $(TEST_DATA)) $(BIN)/python -m pytest tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
 unit: install
