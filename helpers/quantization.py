@@ -350,47 +350,59 @@ def seed_summary(frame: pd.DataFrame, value: str, by: str) -> pd.DataFrame:
 
 
 def weight_histograms(
-    panels: dict[str, np.ndarray], bins: int = 80, title: str | None = None
+    panels: dict[str, np.ndarray], bins: int = 80, title: str | None = None, sharex: bool = False
 ) -> Any:
-    """One seaborn histogram per named weight array (e.g. float, dequantized int8, float16), side by
-    side with a shared x axis. Returns the matplotlib figure."""
+    """One seaborn histogram per named weight array (e.g. float, float16, dequantized int8, stored
+    int8), side by side, each titled with its number of distinct values. Returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     if not panels:
         raise QuantizationError("pass at least one {label: weights} panel.")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.0), sharex=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.9), sharex=sharex)
     axes = np.atleast_1d(axes)
     for ax, (label, w) in zip(axes, panels.items()):
-        sns.histplot(np.asarray(w, dtype=np.float32).ravel(), bins=bins, ax=ax, element="step")
-        ax.set_title(f"{label} ({len(np.unique(w)):,} distinct values)", fontsize=9)
-        ax.set_xlabel("weight value")
+        values = np.asarray(w).ravel()
+        sns.histplot(values.astype(np.float32), bins=bins, ax=ax, element="step")
+        ax.set_title(f"{label}\n{len(np.unique(values)):,} distinct values", fontsize=9)
+        ax.set_xlabel("stored integer" if np.issubdtype(values.dtype, np.integer) else "weight value", fontsize=8)
+        ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
-def size_accuracy_plot(frame: pd.DataFrame, baseline: str | None = None) -> Any:
-    """Scatter of file size (kB) against test accuracy, one labelled point per variant (index =
-    variant name; needs ``size_bytes`` and ``accuracy``). Returns the matplotlib figure."""
+def size_accuracy_plot(frame: pd.DataFrame, references: dict[str, str] | None = None) -> Any:
+    """File size (kB) against test accuracy, one marker per variant (index = variant name; needs
+    ``size_bytes`` and ``accuracy``). With a ``family`` column, one panel per family (each network
+    has its own accuracy scale); ``references`` maps a family to its float variant, drawn as a
+    dotted accuracy line. Returns the figure."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     for col in ("size_bytes", "accuracy"):
         if col not in frame.columns:
             raise QuantizationError(f"the variants table needs a {col!r} column.")
-    data = frame.assign(size_kb=frame["size_bytes"] / 1024, variant=frame.index)
-    hue = "family" if "family" in data.columns else None
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    sns.scatterplot(data=data, x="size_kb", y="accuracy", hue=hue, s=60, ax=ax)
-    for name, row in data.iterrows():
-        ax.annotate(str(name), (row["size_kb"], row["accuracy"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
-    if baseline is not None and baseline in data.index:
-        ax.axhline(data.loc[baseline, "accuracy"], ls=":", c="grey", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("file size (kB, log scale)")
-    ax.set_ylabel("test accuracy")
+    data = frame.assign(size_kb=frame["size_bytes"] / 1024, variant=[str(i) for i in frame.index])
+    if "family" not in data.columns:
+        data["family"] = "variants"
+    families = list(dict.fromkeys(data["family"]))
+    fig, axes = plt.subplots(1, len(families), figsize=(6.2 * len(families), 3.8), squeeze=False)
+    markers = ["o", "s", "D", "^", "v", "P", "X", "*", "<", ">", "p", "h"]
+    for ax, family in zip(axes[0], families):
+        part = data[data["family"] == family]
+        sns.scatterplot(data=part, x="size_kb", y="accuracy", hue="variant", style="variant",
+                        markers=markers[: len(part)] if len(part) <= len(markers) else True, s=70, ax=ax)
+        ref = (references or {}).get(family)
+        if ref in part.index:
+            ax.axhline(part.loc[ref, "accuracy"], ls=":", c="grey", lw=1)
+        pad = max(0.005, 0.2 * float(part["accuracy"].max() - part["accuracy"].min()))
+        ax.set_ylim(part["accuracy"].min() - pad, part["accuracy"].max() + pad)
+        ax.set_title(f"{family}: size vs accuracy", fontsize=10)
+        ax.set_xlabel("file size (kB)")
+        ax.set_ylabel("test accuracy")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     return fig
 

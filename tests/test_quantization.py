@@ -236,7 +236,7 @@ def test_plots_return_figures():
     fig = quantization.weight_histograms({"a": np.random.default_rng(0).normal(size=100), "b": np.arange(10)})
     assert len(fig.axes) == 2
     frame = pd.DataFrame({"size_bytes": [1000, 250], "accuracy": [0.9, 0.89], "family": ["x", "x"]}, index=["fp32", "int8"])
-    assert quantization.size_accuracy_plot(frame, baseline="fp32").axes
+    assert quantization.size_accuracy_plot(frame, references={"x": "fp32"}).axes
     with pytest.raises(QuantizationError):
         quantization.weight_histograms({})
     with pytest.raises(QuantizationError, match="size_bytes"):
