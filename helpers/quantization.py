@@ -346,6 +346,73 @@ def seed_summary(frame: pd.DataFrame, value: str, by: str) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------
+# Latency ratios that survive a busy machine
+
+
+def interleaved_latency(
+    sources: dict[str, ModelSource],
+    sample: np.ndarray,
+    num_threads: int = 1,
+    rounds: int = 7,
+    runs: int = 50,
+    warmup: int = 10,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Median single-sample ``invoke()`` time (ms) of several models, measured in ``rounds``
+    interleaved rounds (models in a new random order each round), one row per round.
+
+    Every model is loaded once; in each round each model gets ``warmup`` untimed and ``runs`` timed
+    calls. Because the models alternate, a slow spell of the machine hits all of them, and the ratio
+    of two columns in the same row is a fair comparison (see :func:`paired_speedup`).
+    """
+    import time
+
+    from helpers.litert_runner import LiteRTModel
+
+    if not sources:
+        raise QuantizationError("pass at least one {name: model} to time.")
+    if rounds < 1 or runs < 1 or warmup < 0:
+        raise QuantizationError(f"rounds and runs must be >= 1 and warmup >= 0, got {rounds}, {runs}, {warmup}.")
+    loaded = {}
+    for name, src in sources.items():
+        model = LiteRTModel(src, num_threads=num_threads)
+        it = model.interpreter
+        x = model.prepare_input(np.asarray(sample)[:1])
+        detail = it.get_input_details()[0]
+        if tuple(detail["shape"]) != x.shape:
+            it.resize_tensor_input(detail["index"], list(x.shape))
+            it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        loaded[name] = it
+    rng = np.random.default_rng(seed)
+    names = list(loaded)
+    rows = []
+    for _ in range(rounds):
+        row = {}
+        for i in rng.permutation(len(names)):
+            it = loaded[names[i]]
+            for _ in range(warmup):
+                it.invoke()
+            times = np.empty(runs)
+            for j in range(runs):
+                t0 = time.perf_counter_ns()
+                it.invoke()
+                times[j] = time.perf_counter_ns() - t0
+            row[names[i]] = float(np.median(times)) / 1e6
+        rows.append({n: row[n] for n in names})
+    return pd.DataFrame(rows, index=pd.RangeIndex(1, rounds + 1, name="round"))
+
+
+def paired_speedup(latency: pd.DataFrame, reference: str) -> pd.Series:
+    """Per model, the median over rounds of ``reference time / model time`` from
+    :func:`interleaved_latency` (> 1 means faster than the reference)."""
+    if reference not in latency.columns:
+        raise QuantizationError(f"reference {reference!r} was not timed (columns: {list(latency.columns)}).")
+    ratios = latency[[reference]].to_numpy() / latency.to_numpy()
+    return pd.Series(np.median(ratios, axis=0), index=latency.columns, name="speedup")
+
+
+# --------------------------------------------------------------------------------------------------
 # Plots
 
 
