@@ -54,21 +54,27 @@ def _tensor_type_name(code: int) -> str:
     return _TYPE_NAMES.get(code, str(code))
 
 
+def read_flatbuffer(source: ModelSource) -> Any:
+    """The ``.tflite`` flatbuffer as an object tree (``schema_py_generated.ModelT``): subgraphs,
+    tensors, buffers, operators. One clear :class:`TFLiteModelError` for a corrupt file."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    content, label = _read(source)
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise TFLiteModelError(f"{label} is not a TFLite flatbuffer (truncated or corrupt); re-export it.")
+    try:
+        return flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    except Exception as exc:  # flatbuffers raise assorted errors on garbage
+        raise TFLiteModelError(f"{label} could not be parsed as a TFLite model ({exc}).") from exc
+
+
 def tflite_tensors(source: ModelSource) -> pd.DataFrame:
     """Every tensor of a ``.tflite`` file: name, dtype, shape, whether it is a constant (weights baked
     into the file), its bytes in the file, its zero fraction, and how many quantization scales it has.
 
     Read from the flatbuffer itself, so it shows exactly what a converter baked in.
     """
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    content, label = _read(source)
-    if len(content) < 8 or content[4:8] != b"TFL3":
-        raise TFLiteModelError(f"{label} is not a TFLite flatbuffer (truncated or corrupt).")
-    try:
-        model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-    except Exception as exc:  # flatbuffers raise assorted errors on garbage
-        raise TFLiteModelError(f"{label} could not be parsed as a TFLite model ({exc}).") from exc
+    model = read_flatbuffer(source)
     rows = []
     for sg_index, subgraph in enumerate(model.subgraphs):
         for t in subgraph.tensors:

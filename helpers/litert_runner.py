@@ -201,3 +201,82 @@ def benchmark_latency(
     return Latency(
         float(np.median(ms)), float(np.percentile(ms, 90)), float(ms.mean()), num_threads, runs, warmup, use_xnnpack
     )
+
+
+def interleaved_latency(
+    sources: dict[str, ModelSource],
+    sample: np.ndarray,
+    num_threads: int = 1,
+    rounds: int = 5,
+    runs: int = 100,
+    warmup: int = 10,
+    seed: int = 0,
+    budget_ms: float | None = None,
+    skip_unloadable: bool = False,
+) -> "pd.DataFrame":
+    """Median single-sample ``invoke()`` time (ms) of several models, timed in ``rounds``
+    interleaved rounds (a new random order each round): one row per round, one column per model.
+
+    Each model is loaded once; per round it gets ``warmup`` untimed and ``runs`` timed calls (with
+    ``budget_ms``, fewer for a slow model: about that many ms per round, at least 10 calls). Because
+    the models alternate, a slow spell of a shared machine hits all of them, so the ratio of two
+    columns in the same row is a fair comparison (:func:`paired_speedup`). With
+    ``skip_unloadable``, a model that cannot be loaded or fed ``sample`` is left out instead of
+    raising :class:`TFLiteModelError`.
+    """
+    import pandas as pd
+
+    if not sources:
+        raise ValueError("pass at least one {name: model} to time.")
+    if rounds < 1 or runs < 1 or warmup < 0:
+        raise ValueError(f"rounds and runs must be >= 1 and warmup >= 0, got {rounds}, {runs}, {warmup}.")
+    loaded: dict[str, Any] = {}
+    calls: dict[str, int] = {}
+    for name, src in sources.items():
+        try:
+            model = LiteRTModel(src, num_threads=num_threads)
+            x = model.prepare_input(np.asarray(sample)[:1])
+        except TFLiteModelError:
+            if skip_unloadable:
+                continue
+            raise
+        it = model.interpreter
+        if model._batch != 1:
+            it.resize_tensor_input(model._in["index"], list(x.shape))
+            it.allocate_tensors()
+        it.set_tensor(model._in["index"], x)
+        loaded[name], calls[name] = it, runs
+        if budget_ms is not None:
+            t0 = time.perf_counter_ns()
+            for _ in range(3):
+                it.invoke()
+            pilot_ms = max((time.perf_counter_ns() - t0) / 3e6, 1e-6)
+            calls[name] = int(min(runs, max(10, budget_ms / pilot_ms)))
+    rng = np.random.default_rng(seed)
+    names = list(loaded)
+    rows = []
+    for _ in range(rounds):
+        row = {}
+        for i in rng.permutation(len(names)):
+            it = loaded[names[i]]
+            for _ in range(warmup):
+                it.invoke()
+            times = np.empty(calls[names[i]])
+            for j in range(len(times)):
+                t0 = time.perf_counter_ns()
+                it.invoke()
+                times[j] = time.perf_counter_ns() - t0
+            row[names[i]] = float(np.median(times)) / 1e6
+        rows.append({n: row[n] for n in names})
+    return pd.DataFrame(rows, columns=names, index=pd.RangeIndex(1, rounds + 1, name="round"))
+
+
+def paired_speedup(latency: "pd.DataFrame", reference: str) -> "pd.Series":
+    """Per model, the median over rounds of ``reference time / model time`` from
+    :func:`interleaved_latency` (> 1 means faster than the reference)."""
+    import pandas as pd
+
+    if reference not in latency.columns:
+        raise ValueError(f"reference {reference!r} was not timed (columns: {list(latency.columns)}).")
+    ratios = latency[[reference]].to_numpy() / latency.to_numpy()
+    return pd.Series(np.median(ratios, axis=0), index=latency.columns, name="speedup")

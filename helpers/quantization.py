@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from helpers.keras_setup import keras, quiet_native_stderr, tf
-from helpers.litert_runner import ModelSource, TFLiteModelError, _read
+from helpers.accounting import read_flatbuffer
+from helpers.litert_runner import ModelSource, TFLiteModelError, interleaved_latency, paired_speedup  # noqa: F401 (re-exported)
 
 
 # The LiteRT Quantizer checks calibration results with a debug interpreter that warns about
@@ -98,18 +99,6 @@ def serving_function(model: Any, input_shape: Sequence[int]) -> Any:
 # Reading what a .tflite stores
 
 
-def _model(source: ModelSource) -> Any:
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    content, label = _read(source)
-    if len(content) < 8 or content[4:8] != b"TFL3":
-        raise TFLiteModelError(f"{label} is not a TFLite flatbuffer (truncated or corrupt); re-export it.")
-    try:
-        return flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-    except Exception as exc:
-        raise TFLiteModelError(f"{label} could not be parsed as a TFLite model ({exc}).") from exc
-
-
 def _op_names() -> dict[int, str]:
     from ai_edge_litert import schema_py_generated as schema
 
@@ -130,7 +119,7 @@ def tflite_ops(source: ModelSource) -> pd.DataFrame:
     """The operators of a ``.tflite`` (main subgraph) in execution order, with the dtypes of their
     inputs and outputs: shows where a model computes in float, in integers, or converts between them
     (``QUANTIZE`` / ``DEQUANTIZE``)."""
-    model = _model(source)
+    model = read_flatbuffer(source)
     names = _op_names()
     sg = model.subgraphs[0]
     rows = []
@@ -180,7 +169,7 @@ def quant_params(source: ModelSource, name_contains: str, constant: bool = True)
     """The quantization parameters of one tensor (the largest constant whose name contains
     ``name_contains``, or an activation with ``constant=False``): dtype, shape, scales, zero points
     and the axis they run along (per-channel) - what the converter baked into the file."""
-    t, _ = _find_tensor(_model(source), name_contains, constant)
+    t, _ = _find_tensor(read_flatbuffer(source), name_contains, constant)
     q = t.quantization
     scales = np.asarray(q.scale if q is not None and q.scale is not None else [], dtype=np.float64)
     zeros = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [], dtype=np.int64)
@@ -198,7 +187,7 @@ def stored_weights(source: ModelSource, name_contains: str) -> tuple[np.ndarray,
     """``(stored, dequantized)`` values of a constant tensor: ``stored`` as the file keeps them
     (int8, float16, float32), ``dequantized`` as float32 (``(q - zero_point) * scale``, per channel
     when the tensor has several scales)."""
-    model = _model(source)
+    model = read_flatbuffer(source)
     t, data = _find_tensor(model, name_contains, constant=True)
     dtype = _dtype_name(t.type)
     if dtype not in _NUMPY:
@@ -347,69 +336,6 @@ def seed_summary(frame: pd.DataFrame, value: str, by: str) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------------------------------
 # Latency ratios that survive a busy machine
-
-
-def interleaved_latency(
-    sources: dict[str, ModelSource],
-    sample: np.ndarray,
-    num_threads: int = 1,
-    rounds: int = 7,
-    runs: int = 50,
-    warmup: int = 10,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Median single-sample ``invoke()`` time (ms) of several models, measured in ``rounds``
-    interleaved rounds (models in a new random order each round), one row per round.
-
-    Every model is loaded once; in each round each model gets ``warmup`` untimed and ``runs`` timed
-    calls. Because the models alternate, a slow spell of the machine hits all of them, and the ratio
-    of two columns in the same row is a fair comparison (see :func:`paired_speedup`).
-    """
-    import time
-
-    from helpers.litert_runner import LiteRTModel
-
-    if not sources:
-        raise QuantizationError("pass at least one {name: model} to time.")
-    if rounds < 1 or runs < 1 or warmup < 0:
-        raise QuantizationError(f"rounds and runs must be >= 1 and warmup >= 0, got {rounds}, {runs}, {warmup}.")
-    loaded = {}
-    for name, src in sources.items():
-        model = LiteRTModel(src, num_threads=num_threads)
-        it = model.interpreter
-        x = model.prepare_input(np.asarray(sample)[:1])
-        detail = it.get_input_details()[0]
-        if tuple(detail["shape"]) != x.shape:
-            it.resize_tensor_input(detail["index"], list(x.shape))
-            it.allocate_tensors()
-        it.set_tensor(it.get_input_details()[0]["index"], x)
-        loaded[name] = it
-    rng = np.random.default_rng(seed)
-    names = list(loaded)
-    rows = []
-    for _ in range(rounds):
-        row = {}
-        for i in rng.permutation(len(names)):
-            it = loaded[names[i]]
-            for _ in range(warmup):
-                it.invoke()
-            times = np.empty(runs)
-            for j in range(runs):
-                t0 = time.perf_counter_ns()
-                it.invoke()
-                times[j] = time.perf_counter_ns() - t0
-            row[names[i]] = float(np.median(times)) / 1e6
-        rows.append({n: row[n] for n in names})
-    return pd.DataFrame(rows, index=pd.RangeIndex(1, rounds + 1, name="round"))
-
-
-def paired_speedup(latency: pd.DataFrame, reference: str) -> pd.Series:
-    """Per model, the median over rounds of ``reference time / model time`` from
-    :func:`interleaved_latency` (> 1 means faster than the reference)."""
-    if reference not in latency.columns:
-        raise QuantizationError(f"reference {reference!r} was not timed (columns: {list(latency.columns)}).")
-    ratios = latency[[reference]].to_numpy() / latency.to_numpy()
-    return pd.Series(np.median(ratios, axis=0), index=latency.columns, name="speedup")
 
 
 # --------------------------------------------------------------------------------------------------

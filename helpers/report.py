@@ -596,24 +596,15 @@ def remeasure_latency(
     that cannot be loaded or fed ``sample`` (:class:`~helpers.litert_runner.TFLiteModelError`) is
     left out of the result rather than stopping the dashboard.
     """
-    from helpers.litert_runner import TFLiteModelError, benchmark_latency
+    from helpers.litert_runner import interleaved_latency
 
     if not paths:
         raise ReportError("No models to time: pass at least one {name: path}.")
-    plan: dict[str, int] = {}
-    for name, path in paths.items():
-        try:
-            pilot = benchmark_latency(path, sample, num_threads=num_threads, runs=5, warmup=2).median_ms
-        except TFLiteModelError:
-            continue
-        plan[name] = int(min(runs, max(10, budget_ms / max(pilot, 1e-6))))
-    per_round: dict[str, list[float]] = {name: [] for name in plan}
-    for _ in range(rounds):
-        for name, n in plan.items():
-            per_round[name].append(
-                benchmark_latency(paths[name], sample, num_threads=num_threads, runs=n, warmup=warmup).median_ms
-            )
-    return {name: float(np.median(values)) for name, values in per_round.items()}
+    per_round = interleaved_latency(
+        {k: Path(v) for k, v in paths.items()}, sample, num_threads, rounds=rounds, runs=runs, warmup=warmup,
+        budget_ms=budget_ms, skip_unloadable=True,
+    )
+    return {name: float(per_round[name].median()) for name in per_round.columns}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.accounting import file_size, gzipped_size
+from helpers.accounting import file_size, gzipped_size, read_flatbuffer
 from helpers.litert_runner import ModelSource, TFLiteModelError, _read
 
 WeightMap = Mapping[str, np.ndarray]
@@ -227,24 +227,12 @@ def sweep_plot(
 
 
 # --------------------------------------------------------------------------- what a .tflite stores
-def _flatbuffer(source: ModelSource) -> Any:
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    content, label = _read(source)
-    if len(content) < 8 or content[4:8] != b"TFL3":
-        raise TFLiteModelError(f"{label} is not a TFLite flatbuffer (truncated or corrupt).")
-    try:
-        return flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-    except Exception as exc:  # flatbuffers raise assorted errors on garbage
-        raise TFLiteModelError(f"{label} could not be parsed as a TFLite model ({exc}).") from exc
-
-
 def tflite_op_counts(source: ModelSource) -> pd.Series:
     """How many times each builtin operator appears in a ``.tflite`` (e.g. ``DENSIFY`` for sparse weights)."""
     from ai_edge_litert import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = _flatbuffer(source)
+    model = read_flatbuffer(source)
     ops = []
     for sg in model.subgraphs:
         for op in sg.operators:
@@ -260,7 +248,7 @@ def tflite_weights(source: ModelSource, min_elements: int = 64) -> dict[str, np.
     """The constant float/int8 tensors with at least ``min_elements`` values stored densely in a
     ``.tflite``, shaped as stored (TFLite layout: output channel first). Sparse-encoded tensors (from
     ``Optimize.EXPERIMENTAL_SPARSITY``) are left out: their buffer is not the dense tensor."""
-    model = _flatbuffer(source)
+    model = read_flatbuffer(source)
     out: dict[str, np.ndarray] = {}
     for sg in model.subgraphs:
         for t in sg.tensors:
@@ -322,24 +310,20 @@ def compare_latency(
     """Median single-sample latency of several models, timed in ``rounds`` alternating rounds so that
     a burst of load on a shared machine hits all of them alike.
 
-    Each round runs :func:`helpers.litert_runner.benchmark_latency` once per model; the table keeps the
+    The rounds come from :func:`helpers.litert_runner.interleaved_latency`; the table keeps the
     median of the round medians (``median_ms``), the spread across rounds, and the ratio to the first
     model (``vs_first``).
     """
-    from helpers.litert_runner import benchmark_latency
+    from helpers.litert_runner import interleaved_latency
 
     if not isinstance(sources, Mapping) or not sources:
         raise ValueError("sources must be a non-empty mapping {label: path or bytes}.")
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}.")
-    medians: dict[str, list[float]] = {k: [] for k in sources}
-    for _ in range(rounds):
-        for label, src in sources.items():
-            medians[label].append(benchmark_latency(src, sample, num_threads=num_threads, runs=runs, warmup=warmup).median_ms)
+    per_round = interleaved_latency(dict(sources), sample, num_threads, rounds=rounds, runs=runs, warmup=warmup)
     frame = pd.DataFrame(
-        {"model": list(medians), "median_ms": [float(np.median(v)) for v in medians.values()],
-         "round_min_ms": [min(v) for v in medians.values()], "round_max_ms": [max(v) for v in medians.values()]}
-    ).set_index("model")
+        {"median_ms": per_round.median(), "round_min_ms": per_round.min(), "round_max_ms": per_round.max()}
+    ).rename_axis("model")
     frame["threads"] = num_threads
     frame["vs_first"] = frame["median_ms"] / frame["median_ms"].iloc[0]
     return frame

@@ -3,7 +3,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.litert_runner import LiteRTModel, TFLiteModelError, benchmark_latency, make_interpreter
+import pandas as pd
+
+from helpers.litert_runner import (
+    LiteRTModel,
+    TFLiteModelError,
+    benchmark_latency,
+    interleaved_latency,
+    make_interpreter,
+    paired_speedup,
+)
 
 
 def test_fp32_matches_keras(tflite_files, tiny_keras, digits):
@@ -64,3 +73,31 @@ def test_benchmark_reports_median_and_p90(tflite_files, digits, xnnpack):
     assert 0 < lat.median_ms <= lat.p90_ms and lat.threads == 2 and lat.runs == 50 and lat.xnnpack is xnnpack
     with pytest.raises(ValueError):
         benchmark_latency(tflite_files["int8"], digits.x_test, runs=0)
+
+
+def test_interleaved_latency_and_paired_speedup(tflite_files, digits):
+    lat = interleaved_latency(dict(tflite_files), digits.x_test[:1], num_threads=1, rounds=3, runs=5, warmup=1)
+    assert list(lat.columns) == ["fp32", "int8"] and len(lat) == 3 and (lat.to_numpy() > 0).all()
+    speed = paired_speedup(lat, "fp32")
+    assert speed["fp32"] == 1.0 and speed["int8"] > 0
+
+
+def test_interleaved_latency_budget_and_unloadable_models(tflite_files, digits, tmp_path):
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"not a model")
+    sources = {"fp32": tflite_files["fp32"], "broken": broken}
+    with pytest.raises(TFLiteModelError):
+        interleaved_latency(sources, digits.x_test[:1], rounds=1, runs=5)
+    lat = interleaved_latency(sources, digits.x_test[:1], rounds=2, runs=5, budget_ms=1.0, skip_unloadable=True)
+    assert list(lat.columns) == ["fp32"]
+
+
+def test_interleaved_latency_bad_input(tflite_files, digits):
+    with pytest.raises(ValueError, match="at least one"):
+        interleaved_latency({}, digits.x_test[:1])
+    with pytest.raises(ValueError, match="rounds"):
+        interleaved_latency({"a": tflite_files["fp32"]}, digits.x_test[:1], rounds=0)
+    with pytest.raises(TFLiteModelError, match="shape"):
+        interleaved_latency({"a": tflite_files["fp32"]}, np.zeros((1, 5, 5, 1), np.float32))
+    with pytest.raises(ValueError, match="reference"):
+        paired_speedup(pd.DataFrame({"a": [1.0, 2.0]}), "b")

@@ -226,30 +226,6 @@ def test_mean_sd_and_seed_summary():
         quantization.seed_summary(frame, "acc", "method")
 
 
-# ---------------------------------------------------------------- latency
-
-
-def test_interleaved_latency_and_paired_speedup(tflite_files, digits):
-    lat = quantization.interleaved_latency(
-        {k: p for k, p in tflite_files.items()}, digits.x_test[:1], num_threads=1, rounds=3, runs=5, warmup=1
-    )
-    assert list(lat.columns) == ["fp32", "int8"] and len(lat) == 3 and (lat.to_numpy() > 0).all()
-    speed = quantization.paired_speedup(lat, "fp32")
-    assert speed["fp32"] == 1.0 and speed["int8"] > 0
-
-
-def test_latency_bad_input(tflite_files, digits):
-    with pytest.raises(QuantizationError, match="at least one"):
-        quantization.interleaved_latency({}, digits.x_test[:1])
-    with pytest.raises(QuantizationError, match="rounds"):
-        quantization.interleaved_latency({"a": tflite_files["fp32"]}, digits.x_test[:1], rounds=0)
-    with pytest.raises(TFLiteModelError, match="shape"):
-        quantization.interleaved_latency({"a": tflite_files["fp32"]}, np.zeros((1, 5, 5, 1), np.float32))
-    lat = pd.DataFrame({"a": [1.0, 2.0]})
-    with pytest.raises(QuantizationError, match="reference"):
-        quantization.paired_speedup(lat, "b")
-
-
 # ---------------------------------------------------------------- plots and training
 
 
