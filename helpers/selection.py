@@ -342,14 +342,18 @@ def select_variant(
 
 
 def pareto_front(entries: Iterable[dict[str, Any]], threads: int) -> list[str]:
-    """Names of the variants no other variant beats on both accuracy (higher) and latency (lower)."""
+    """Names of the variants no other variant beats on both accuracy (higher) and latency at
+    ``threads`` (lower); variants without that latency are left out. The dominance test is
+    :func:`helpers.report.pareto_front`'s (imported here only when called: the CLI stays light)."""
+    import pandas as pd
+
+    from helpers.report import pareto_front as _front
+
     points = [(v["name"], float(v["accuracy"]), latency_at(v, threads)) for v in entries]
-    points = [p for p in points if p[2] is not None]
-    front = []
-    for name, acc, lat in points:
-        dominated = any(
-            (a >= acc and l <= lat) and (a > acc or l < lat) for n, a, l in points if n != name
-        )
-        if not dominated:
-            front.append(name)
-    return sorted(front)
+    frame = pd.DataFrame(
+        [(n, a, lat) for n, a, lat in points if lat is not None], columns=["name", "accuracy", "latency"]
+    ).set_index("name")
+    if frame.empty:
+        return []
+    optimal = _front(frame, {"accuracy": "max", "latency": "min"})
+    return sorted(optimal.index[optimal])
