@@ -26,8 +26,13 @@ def gzipped_size(source: ModelSource) -> int:
 
 
 def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file (the manifest stores it so an app can verify a download)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """Hex SHA-256 of a file, read in 1 MiB chunks (the manifest stores it so an app can verify a
+    download)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def count_params(model: Any, trainable_only: bool = False) -> int:
@@ -43,15 +48,38 @@ def keras_sparsity(model: Any) -> float:
     return float(sum(int(np.sum(k == 0)) for k in kernels) / total) if total else 0.0
 
 
+# The flatbuffer's vocabulary, shared by every helper that reads a .tflite.
+NUMPY_DTYPES: dict[str, type] = {
+    "float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
+    "int16": np.int16, "int32": np.int32, "int64": np.int64,
+}
 _TYPE_NAMES: dict[int, str] = {}
+_OP_NAMES: dict[int, str] = {}
 
 
-def _tensor_type_name(code: int) -> str:
+def tensor_type_name(code: int) -> str:
+    """``schema.TensorType`` code -> lower-case name (``9`` -> ``"int8"``)."""
     from ai_edge_litert import schema_py_generated as schema
 
     if not _TYPE_NAMES:
         _TYPE_NAMES.update({v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")})
     return _TYPE_NAMES.get(code, str(code))
+
+
+def tensor_name(tensor: Any) -> str:
+    """A flatbuffer tensor's name as ``str``."""
+    return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
+
+
+def op_name(model: Any, op: Any) -> str:
+    """The builtin operator name (``"FULLY_CONNECTED"``) of ``op`` in a :func:`read_flatbuffer` model."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    if not _OP_NAMES:
+        _OP_NAMES.update({v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")})
+    code = model.operatorCodes[op.opcodeIndex]
+    builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+    return _OP_NAMES.get(builtin, str(builtin))
 
 
 def read_flatbuffer(source: ModelSource) -> Any:
@@ -82,12 +110,12 @@ def tflite_tensors(source: ModelSource) -> pd.DataFrame:
             data = np.asarray(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
             q = t.quantization
             n_scales = 0 if q is None or q.scale is None else len(q.scale)
-            name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-            dtype = _tensor_type_name(t.type)
+            name = tensor_name(t)
+            dtype = tensor_type_name(t.type)
             zero_frac = np.nan
             if data.size:
                 try:
-                    zero_frac = float(np.mean(data.view(_NUMPY.get(dtype, np.uint8)) == 0))
+                    zero_frac = float(np.mean(data.view(NUMPY_DTYPES.get(dtype, np.uint8)) == 0))
                 except ValueError:
                     zero_frac = np.nan
             rows.append(
@@ -103,12 +131,6 @@ def tflite_tensors(source: ModelSource) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-
-_NUMPY = {
-    "float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
-    "int16": np.int16, "int32": np.int32, "int64": np.int64,
-}
 
 
 def dtype_table(source: ModelSource) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from helpers.keras_setup import ensure_keras2_model, keras, tf
+from helpers.training import batches
 
 
 class DistillationError(ValueError):
@@ -205,13 +206,11 @@ def distillation_dataset(
 ) -> Any:
     """A ``tf.data`` pipeline of ``(x, labels)`` or, with cached logits, ``(x, (labels, logits))``.
 
-    Shuffled with ``seed`` exactly like :func:`helpers.training.fit`, so a student trained alone and
+    Batched by :func:`helpers.training.batches`, as :func:`helpers.training.fit` is, so a student trained alone and
     a distilled one see the same batches in the same order.
     """
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} rows but y has {len(y)}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     targets: Any = y
     if teacher_logits is not None:
         teacher_logits = np.asarray(teacher_logits, dtype=np.float32)
@@ -223,10 +222,7 @@ def distillation_dataset(
         if not np.all(np.isfinite(teacher_logits)):
             raise DistillationError("teacher_logits contain NaN or inf; check the teacher model.")
         targets = (y, teacher_logits)
-    data = tf().data.Dataset.from_tensor_slices((x, targets))
-    if shuffle:
-        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size)
+    return batches(x, targets, batch_size, seed, shuffle)
 
 
 def train_student(

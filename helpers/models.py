@@ -106,3 +106,32 @@ def save_keras_atomic(model: Any, path: Path) -> Path:
     model.save(tmp)
     os.replace(tmp, path)
     return path
+
+
+def ensure_baseline_fp32(models: Path, dataset: Any, seed: int = 0) -> tuple[Any, Path]:
+    """The baseline Keras model and its registered float32 file ``<models>/baseline_fp32.tflite``.
+
+    What every notebook after 01 starts from. Whatever is missing is rebuilt as notebook 01 builds
+    it: the Keras model (:func:`load_or_train_baseline`), the plain ``TFLiteConverter`` conversion,
+    and the ``baseline_fp32`` manifest entry. A file that no longer matches its entry's SHA-256 is
+    converted and registered again.
+    """
+    from helpers import accounting, registry
+    from helpers.keras_setup import quiet_native_stderr, tf
+
+    model = load_or_train_baseline(models, dataset, seed)
+    path = Path(models) / "baseline_fp32.tflite"
+    manifest = registry.manifest_path(models)
+    entries = {v["name"]: v for v in registry.load_manifest(manifest)["variants"]} if manifest.exists() else {}
+    entry = entries.get("baseline_fp32")
+    if entry is not None and path.exists() and accounting.sha256(path) == entry["sha256"]:
+        return model, path
+    with quiet_native_stderr():
+        content = tf().lite.TFLiteConverter.from_keras_model(model).convert()
+    path = registry.save_tflite(content, models, "baseline_fp32")
+    registry.register_tflite(
+        models, path, "baseline_fp32", "baseline", dataset,
+        params=accounting.count_params(model), sparsity=accounting.keras_sparsity(model),
+    )
+    print("baseline_fp32 was missing or changed: converted and registered it as notebook 01 does")
+    return model, path

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.keras_setup import keras, quiet_native_stderr, tf
-from helpers.accounting import read_flatbuffer
+from helpers.accounting import NUMPY_DTYPES, op_name, read_flatbuffer, tensor_name, tensor_type_name
 from helpers.litert_runner import ModelSource, TFLiteModelError, interleaved_latency, paired_speedup  # noqa: F401 (re-exported)
 
 
@@ -99,41 +99,22 @@ def serving_function(model: Any, input_shape: Sequence[int]) -> Any:
 # Reading what a .tflite stores
 
 
-def _op_names() -> dict[int, str]:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _name(t: Any) -> str:
-    return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-
-
-def _dtype_name(code: int) -> str:
-    from helpers.accounting import _tensor_type_name
-
-    return _tensor_type_name(code)
-
-
 def tflite_ops(source: ModelSource) -> pd.DataFrame:
     """The operators of a ``.tflite`` (main subgraph) in execution order, with the dtypes of their
     inputs and outputs: shows where a model computes in float, in integers, or converts between them
     (``QUANTIZE`` / ``DEQUANTIZE``)."""
     model = read_flatbuffer(source)
-    names = _op_names()
     sg = model.subgraphs[0]
     rows = []
     for op in sg.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
         ins = [int(i) for i in (op.inputs if op.inputs is not None else []) if i >= 0]
         outs = [int(i) for i in (op.outputs if op.outputs is not None else [])]
         rows.append(
             {
-                "op": names.get(builtin, str(builtin)),
-                "inputs": ", ".join(_dtype_name(sg.tensors[i].type) for i in ins),
-                "outputs": ", ".join(_dtype_name(sg.tensors[i].type) for i in outs),
-                "output_name": _short(_name(sg.tensors[outs[0]])) if outs else "",
+                "op": op_name(model, op),
+                "inputs": ", ".join(tensor_type_name(sg.tensors[i].type) for i in ins),
+                "outputs": ", ".join(tensor_type_name(sg.tensors[i].type) for i in outs),
+                "output_name": _short(tensor_name(sg.tensors[outs[0]])) if outs else "",
             }
         )
     return pd.DataFrame(rows)
@@ -150,19 +131,16 @@ def _find_tensor(model: Any, name_contains: str, constant: bool = True) -> tuple
     for t in sg.tensors:
         buf = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
         has_data = buf is not None and len(buf) > 0
-        if has_data == constant and name_contains in _name(t):
+        if has_data == constant and name_contains in tensor_name(t):
             matches.append((t, np.asarray(buf, dtype=np.uint8) if has_data else np.zeros(0, np.uint8)))
     if not matches:
         kind = "constant" if constant else "activation"
-        available = sorted({_short(_name(t)) for t in sg.tensors})[:12]
+        available = sorted({_short(tensor_name(t)) for t in sg.tensors})[:12]
         raise QuantizationError(
             f"no {kind} tensor whose name contains {name_contains!r}; some tensor names: {available}."
         )
     # The largest match is the weight (a bias or shape constant can share the layer's name).
     return max(matches, key=lambda m: m[1].size)
-
-
-_NUMPY = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64, "uint8": np.uint8}
 
 
 def quant_params(source: ModelSource, name_contains: str, constant: bool = True) -> dict[str, Any]:
@@ -174,8 +152,8 @@ def quant_params(source: ModelSource, name_contains: str, constant: bool = True)
     scales = np.asarray(q.scale if q is not None and q.scale is not None else [], dtype=np.float64)
     zeros = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [], dtype=np.int64)
     return {
-        "name": _short(_name(t)),
-        "dtype": _dtype_name(t.type),
+        "name": _short(tensor_name(t)),
+        "dtype": tensor_type_name(t.type),
         "shape": tuple(int(d) for d in (t.shape if t.shape is not None else [])),
         "scales": scales,
         "zero_points": zeros,
@@ -189,11 +167,11 @@ def stored_weights(source: ModelSource, name_contains: str) -> tuple[np.ndarray,
     when the tensor has several scales)."""
     model = read_flatbuffer(source)
     t, data = _find_tensor(model, name_contains, constant=True)
-    dtype = _dtype_name(t.type)
-    if dtype not in _NUMPY:
-        raise QuantizationError(f"tensor {_short(_name(t))!r} has dtype {dtype}, which this helper cannot read.")
+    dtype = tensor_type_name(t.type)
+    if dtype not in NUMPY_DTYPES:
+        raise QuantizationError(f"tensor {_short(tensor_name(t))!r} has dtype {dtype}, which this helper cannot read.")
     shape = tuple(int(d) for d in t.shape)
-    stored = data.view(_NUMPY[dtype]).reshape(shape)
+    stored = data.view(NUMPY_DTYPES[dtype]).reshape(shape)
     if not np.issubdtype(stored.dtype, np.integer):
         return stored, stored.astype(np.float32)
     p = quant_params(source, name_contains)

@@ -39,11 +39,11 @@ is the same.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
+from helpers.accounting import sha256
 from helpers.registry import ManifestError, load_manifest
 
 Objective = Literal["best_accuracy", "fastest"]
@@ -95,14 +95,6 @@ class VerifiedManifest:
         return [v["name"] for v in self.variants]
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_verified(manifest: Path, verify_hash: bool = True) -> VerifiedManifest:
     """Load and validate a manifest, then check each variant's file exists and matches its SHA-256.
 
@@ -121,7 +113,7 @@ def load_verified(manifest: Path, verify_hash: bool = True) -> VerifiedManifest:
             continue
         if verify_hash:
             try:
-                actual = _file_sha256(file)
+                actual = sha256(file)
             except OSError as exc:
                 skipped.append(Skipped(entry["name"], f"file {entry['path']!r} is unreadable ({exc.strerror})"))
                 continue

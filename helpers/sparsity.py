@@ -15,8 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.accounting import file_size, gzipped_size, read_flatbuffer
-from helpers.litert_runner import ModelSource, TFLiteModelError, _read
+from helpers.accounting import NUMPY_DTYPES, file_size, gzipped_size, op_name, read_flatbuffer, tensor_name, tensor_type_name
+from helpers.litert_runner import ModelSource, _read
 
 WeightMap = Mapping[str, np.ndarray]
 
@@ -229,19 +229,9 @@ def sweep_plot(
 # --------------------------------------------------------------------------- what a .tflite stores
 def tflite_op_counts(source: ModelSource) -> pd.Series:
     """How many times each builtin operator appears in a ``.tflite`` (e.g. ``DENSIFY`` for sparse weights)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     model = read_flatbuffer(source)
-    ops = []
-    for sg in model.subgraphs:
-        for op in sg.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            ops.append(names.get(max(code.builtinCode, code.deprecatedBuiltinCode), str(code.builtinCode)))
+    ops = [op_name(model, op) for sg in model.subgraphs for op in sg.operators]
     return pd.Series(ops, dtype=str).value_counts().rename("count")
-
-
-_NP = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
 
 
 def tflite_weights(source: ModelSource, min_elements: int = 64) -> dict[str, np.ndarray]:
@@ -252,7 +242,7 @@ def tflite_weights(source: ModelSource, min_elements: int = 64) -> dict[str, np.
     out: dict[str, np.ndarray] = {}
     for sg in model.subgraphs:
         for t in sg.tensors:
-            dtype = _NP.get(t.type)
+            dtype = NUMPY_DTYPES.get(tensor_type_name(t.type))
             buf = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
             if dtype is None or buf is None or t.sparsity is not None or dtype in (np.int32, np.int64):
                 continue
@@ -260,8 +250,7 @@ def tflite_weights(source: ModelSource, min_elements: int = 64) -> dict[str, np.
             shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
             if values.size < min_elements or int(np.prod(shape)) != values.size:
                 continue
-            name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-            out[name] = values.reshape(shape)
+            out[tensor_name(t)] = values.reshape(shape)
     return out
 
 

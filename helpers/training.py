@@ -41,6 +41,21 @@ class EpochLine(keras().callbacks.Callback):
         print(f"epoch {n:>3}/{self.epochs}  {shown}  ({time.perf_counter() - self._start:.0f} s)")
 
 
+def batches(x: np.ndarray, targets: Any, batch_size: int, seed: int = 0, shuffle: bool = True) -> Any:
+    """``tf.data`` pipeline of ``(x, targets)`` batches, reshuffled each epoch from ``seed``.
+
+    ``targets`` may be an array or a tuple of arrays (e.g. labels and cached teacher logits). Every
+    training loop in the workbook batches through here, so two runs with one seed see the same
+    batches in the same order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    data = tf().data.Dataset.from_tensor_slices((x, targets))
+    if shuffle:
+        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size)
+
+
 def fit(
     model: Any,
     x_train: np.ndarray,
@@ -62,8 +77,7 @@ def fit(
         raise ValueError(f"x_train has {len(x_train)} rows but y_train has {len(y_train)}.")
     strategy = strategy or tf().distribute.get_strategy()
     global_batch = batch_size * strategy.num_replicas_in_sync
-    data = tf().data.Dataset.from_tensor_slices((x_train, y_train))
-    data = data.shuffle(len(x_train), seed=seed, reshuffle_each_iteration=True).batch(global_batch)
+    data = batches(x_train, y_train, global_batch, seed)
     val = None
     if validation is not None:
         val = tf().data.Dataset.from_tensor_slices(validation).batch(global_batch)

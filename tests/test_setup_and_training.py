@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import models, paths, training
-from helpers.keras_setup import Keras3ModelError, ensure_keras2_model, keras
+from helpers.keras_setup import Keras3ModelError, ensure_keras2_model
 from helpers.repro import set_seed
 
 
@@ -89,3 +89,21 @@ def test_paths(tmp_path, monkeypatch):
     f = paths.atomic_write_text(tmp_path / "a" / "b.txt", "hi")
     assert f.read_text() == "hi" and [p.name for p in f.parent.iterdir()] == ["b.txt"]
     assert paths.relative_to_data(tmp_path / "d" / "models" / "x.tflite", tmp_path / "d") == "d/models/x.tflite"
+
+
+def test_ensure_baseline_fp32_builds_registers_and_repairs(tmp_path, digits, monkeypatch):
+    from helpers import registry
+
+    monkeypatch.setitem(models.BASELINE_RECIPE, "epochs", 1)
+    model, path = models.ensure_baseline_fp32(tmp_path, digits)
+    entry = registry.load_manifest(registry.manifest_path(tmp_path))["variants"][0]
+    assert path.name == "baseline_fp32.tflite" and entry["name"] == "baseline_fp32"
+    assert entry["params"] == model.count_params() and entry["technique"] == "baseline"
+    stamp = path.stat().st_mtime_ns
+    assert models.ensure_baseline_fp32(tmp_path, digits)[1].stat().st_mtime_ns == stamp  # intact: reused
+    path.write_bytes(b"damaged")
+    _, repaired = models.ensure_baseline_fp32(tmp_path, digits)
+    from helpers.accounting import sha256
+
+    assert repaired.read_bytes()[4:8] == b"TFL3"
+    assert registry.load_manifest(registry.manifest_path(tmp_path))["variants"][0]["sha256"] == sha256(repaired)
