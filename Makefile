@@ -1,23 +1,50 @@
-# The workbook's commands. Each one creates .venv and installs requirements.txt when needed.
-#   make run    execute every notebook headless, in order -> data/models, data/results, data/runs
-#   make test   helpers' unit tests + every notebook under nbval, from a fresh data folder
-#   make lab    JupyterLab on notebooks/
+# The workbook's commands. Each one creates a virtual environment and installs requirements.txt when needed.
+#   make run            execute every notebook headless, in order -> data/models, data/results, data/runs
+#   make test           helpers' unit tests + every notebook under nbval, from a fresh data folder
+#   make unit           only the helpers' unit tests
+#   make lab            JupyterLab on notebooks/
+#   make test-browser   JupyterLab driven by headless Chromium: notebook 07 run through the UI, the report opened
+# Any of them on another Python (3.11, 3.12 or 3.13), in its own environment .venv-3.X:
+#   make test PYTHON=python3.13
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
-TEST_DATA := data/_test
 
-.PHONY: install run test unit lab outputs clean
+# An interpreter name that is not on PATH may still be installed by pyenv (python3.13 -> ~/.pyenv/versions/3.13.*/bin).
+find_python = $(shell if "$(1)" -c "" >/dev/null 2>&1; then command -v "$(1)"; \
+	else ls -d "$$(pyenv root 2>/dev/null)"/versions/*/bin/"$(notdir $(1))" 2>/dev/null | sort -V | tail -n 1; fi)
+version_of = $(if $(1),$(shell "$(1)" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
+
+PY      := $(call find_python,$(PYTHON))
+PYVER   := $(call version_of,$(PY))
+DEFAULT_PYVER := $(call version_of,$(call find_python,$(shell command -v python3.11 || command -v python3)))
+# The default interpreter keeps .venv; any other version gets its own .venv-3.X (and its own test data folder).
+SUFFIX  := $(if $(filter $(DEFAULT_PYVER),$(PYVER)),,-$(PYVER))
+VENV    := .venv$(SUFFIX)
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+TEST_DATA := data/_test$(SUFFIX)
+BROWSER_DATA := data/_browser
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+.PHONY: install run test unit lab outputs test-browser clean
 
 $(STAMP): requirements.txt pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (TensorFlow 2.21 + tfmot pins); set PYTHON=/path/to/python3.11")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PY)" || { echo "PYTHON=$(PYTHON) was not found (neither on PATH nor in pyenv): install Python 3.11, 3.12 or 3.13, or set PYTHON=/path/to/python3.X" >&2; exit 2; }
+	@"$(PY)" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else "Python 3.11, 3.12 or 3.13 is required (TensorFlow 2.21 + tfmot pins), not %d.%d; set PYTHON=/path/to/python3.X" % sys.version_info[:2])'
+	@test ! -x $(BIN)/python || [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" = "$(PYVER)" ] \
+		|| { echo "$(VENV) holds another Python version than $(PY) ($(PYVER)): remove $(VENV) and run make again" >&2; exit 2; }
+	test -x $(BIN)/python || "$(PY)" -m venv $(VENV)
+	@test -f $(VENV)/.gitignore || echo '*' > $(VENV)/.gitignore
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+# JupyterLab's settings for this workbook (no news prompt, no update check): the app settings folder of the environment.
+$(LAB_SETTINGS): .jupyter/lab/settings/overrides.json $(STAMP)
+	mkdir -p $(dir $@)
+	cp $< $@
+
+install: $(STAMP) $(LAB_SETTINGS)
 
 run: install
 	$(BIN)/python -m helpers.run_notebooks
@@ -31,12 +58,26 @@ test: install
 unit: install
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 
+# As root (containers), Jupyter refuses to start without --allow-root.
 lab: install
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks
 
 # Maintainers: re-execute the notebooks in place so the committed outputs are current.
 outputs: install
 	$(BIN)/python -m helpers.run_notebooks --inplace
 
+# Headless Chromium (Debian's `chromium`, or CHROMIUM=/path) drives JupyterLab through Playwright.
+# Notebooks 07 and 08 run headless first, so the manifest and data/results/report.html exist.
+$(VENV)/.browser-stamp: requirements-browser.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-browser.txt
+	touch $@
+
+test-browser: install $(VENV)/.browser-stamp
+	rm -rf $(BROWSER_DATA)
+	WORKBOOK_DATASET=digits WORKBOOK_DATA_DIR=$(abspath $(BROWSER_DATA)) $(BIN)/python -m helpers.run_notebooks \
+		notebooks/07_runtime_variant_selection.ipynb notebooks/08_results_dashboard.ipynb
+	WORKBOOK_DATASET=digits WORKBOOK_DATA_DIR=$(abspath $(BROWSER_DATA)) $(BIN)/python -m pytest tests/browser \
+		-p no:cacheprovider -rs
+
 clean:
-	rm -rf data/models* data/results data/runs data/_test
+	rm -rf data/models* data/results data/runs data/_test data/_test-* $(BROWSER_DATA)
