@@ -12,11 +12,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from helpers.paths import atomic_write_text, data_dir, project_root, results_dir
+
+# LiteRT's native logger prints INFO lines on stderr (accelerator registration, and "DestroyAccelerator"
+# when the kernel exits) and has no switch to turn them off. Only lines of that form are dropped from the
+# kernel's stderr; warnings, errors and tracebacks pass through.
+NATIVE_INFO = re.compile(r"^(INFO|VERBOSE): (\[[\w./-]+\.cc:\d+\] |Created TensorFlow Lite XNNPACK delegate)")
+
+
+def forward_stderr(stream: IO[bytes], to: IO[str]) -> None:
+    """Copy the kernel's stderr to ``to`` line by line, without LiteRT's native INFO lines."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace")
+        if not NATIVE_INFO.match(line):
+            to.write(line)
+            to.flush()
+    stream.close()
 
 
 def execute(path: Path, out: Path, timeout: int, position: str) -> float:
@@ -25,12 +44,21 @@ def execute(path: Path, out: Path, timeout: int, position: str) -> float:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     from tqdm import tqdm
+    from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    config = Config()
+    config.KernelManager.transport = "ipc"  # local sockets, not TCP: nothing to encrypt, no network port
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config,
+                            resources={"metadata": {"path": str(path.parent)}})
     code = [c for c in nb.cells if c.cell_type == "code"]
     start = time.perf_counter()
-    with client.setup_kernel():
+    forwarder = None
+    with client.setup_kernel(stderr=subprocess.PIPE):
+        process = getattr(getattr(client.km, "provisioner", None), "process", None)
+        if process is not None and process.stderr is not None:
+            forwarder = threading.Thread(target=forward_stderr, args=(process.stderr, sys.stderr), daemon=True)
+            forwarder.start()
         with tqdm(total=len(code), desc=f"{position} {path.name}", unit="cell", leave=True, file=sys.stdout) as bar:
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
@@ -41,6 +69,9 @@ def execute(path: Path, out: Path, timeout: int, position: str) -> float:
                     bar.close()
                     raise SystemExit(f"\n{path.name}: cell {index} failed:\n{str(exc)[-2000:]}") from None
                 bar.update(1)
+        client.set_widgets_metadata()  # widget state, so GitHub and nbviewer draw the controls
+    if forwarder is not None:
+        forwarder.join(timeout=10)
     elapsed = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, nbformat.writes(nb) + "\n")
