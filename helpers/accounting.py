@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,22 +49,29 @@ def keras_sparsity(model: Any) -> float:
     return float(sum(int(np.sum(k == 0)) for k in kernels) / total) if total else 0.0
 
 
-# The flatbuffer's vocabulary, shared by every helper that reads a .tflite.
-NUMPY_DTYPES: dict[str, type] = {
-    "float32": np.float32, "float16": np.float16, "int8": np.int8, "uint8": np.uint8,
-    "int16": np.int16, "int32": np.int32, "int64": np.int64,
-}
-_TYPE_NAMES: dict[int, str] = {}
-_OP_NAMES: dict[int, str] = {}
+# The flatbuffer's vocabulary comes from the LiteRT wheel itself (its schema module and
+# flatbuffer_utils), so a type or operator added to the schema is named correctly here too.
 
 
 def tensor_type_name(code: int) -> str:
-    """``schema.TensorType`` code -> lower-case name (``9`` -> ``"int8"``)."""
-    from ai_edge_litert import schema_py_generated as schema
+    """``schema.TensorType`` code -> lower-case name (``9`` -> ``"int8"``), from the wheel's
+    ``flatbuffer_utils.type_to_name``; an unknown code is returned as its number."""
+    from ai_edge_litert.tools import flatbuffer_utils
 
-    if not _TYPE_NAMES:
-        _TYPE_NAMES.update({v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")})
-    return _TYPE_NAMES.get(code, str(code))
+    try:
+        return flatbuffer_utils.type_to_name(int(code)).lower()
+    except KeyError:
+        return str(code)
+
+
+def numpy_dtype(type_name: str) -> np.dtype | None:
+    """The NumPy dtype of a flatbuffer tensor type name (``"int8"`` -> ``int8``), or ``None`` for a
+    type NumPy has no dtype for (``string``, ``resource``, ``int4``...)."""
+    try:
+        dtype = np.dtype(type_name)
+    except TypeError:
+        return None
+    return dtype if dtype.kind in "biuf" else None
 
 
 def tensor_name(tensor: Any) -> str:
@@ -72,14 +80,16 @@ def tensor_name(tensor: Any) -> str:
 
 
 def op_name(model: Any, op: Any) -> str:
-    """The builtin operator name (``"FULLY_CONNECTED"``) of ``op`` in a :func:`read_flatbuffer` model."""
-    from ai_edge_litert import schema_py_generated as schema
+    """The builtin operator name (``"FULLY_CONNECTED"``) of ``op`` in a :func:`read_flatbuffer` model,
+    from the wheel's ``flatbuffer_utils.opcode_to_name`` (custom ops: their custom code)."""
+    from ai_edge_litert.tools import flatbuffer_utils
 
-    if not _OP_NAMES:
-        _OP_NAMES.update({v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")})
-    code = model.operatorCodes[op.opcodeIndex]
-    builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
-    return _OP_NAMES.get(builtin, str(builtin))
+    name = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+    if name is None or name == "CUSTOM":
+        custom = model.operatorCodes[op.opcodeIndex].customCode
+        if custom:
+            return custom.decode() if isinstance(custom, bytes) else str(custom)
+    return name if name is not None else str(flatbuffer_utils.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex]))
 
 
 def read_flatbuffer(source: ModelSource) -> Any:
@@ -96,40 +106,81 @@ def read_flatbuffer(source: ModelSource) -> Any:
         raise TFLiteModelError(f"{label} could not be parsed as a TFLite model ({exc}).") from exc
 
 
+@dataclass(frozen=True)
+class StoredTensor:
+    """One tensor of a ``.tflite`` as the file stores it: where it is, its name, type and shape, its
+    constant bytes (empty for an activation), its quantization parameters and whether its buffer is
+    sparse-encoded (``Optimize.EXPERIMENTAL_SPARSITY``: the bytes are then not the dense tensor)."""
+
+    subgraph: int
+    index: int
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    data: np.ndarray = field(repr=False)
+    quantization: Any = field(repr=False, default=None)
+    sparse: bool = False
+
+    @property
+    def constant(self) -> bool:
+        return bool(self.data.size)
+
+    def values(self) -> np.ndarray | None:
+        """The stored values with their dtype and shape (int8 stays int8), or ``None`` when they cannot
+        be read densely: an activation, a sparse-encoded buffer, a type NumPy lacks, a size mismatch."""
+        dtype = numpy_dtype(self.dtype)
+        if not self.constant or self.sparse or dtype is None or self.data.size % dtype.itemsize:
+            return None
+        flat = self.data.view(dtype)
+        return flat.reshape(self.shape) if flat.size == int(np.prod(self.shape, dtype=np.int64)) else None
+
+
+def stored_tensors(source: ModelSource | Any, subgraph: int | None = None) -> list[StoredTensor]:
+    """Every tensor of a ``.tflite`` (file, bytes, or a :func:`read_flatbuffer` model), with its
+    constant bytes: the one reader behind the tensor, weight and quantization-parameter tables.
+    ``subgraph`` limits it to one subgraph (0 is the main one)."""
+    model = read_flatbuffer(source) if isinstance(source, (str, Path, bytes, bytearray)) else source
+    out = []
+    for sg_index, sg in enumerate(model.subgraphs):
+        if subgraph is not None and sg_index != subgraph:
+            continue
+        for t_index, t in enumerate(sg.tensors):
+            buf = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+            data = np.frombuffer(bytes(buf), dtype=np.uint8) if buf is not None and len(buf) else np.zeros(0, np.uint8)
+            out.append(StoredTensor(
+                subgraph=sg_index, index=t_index, name=tensor_name(t), dtype=tensor_type_name(t.type),
+                shape=tuple(int(d) for d in (t.shape if t.shape is not None else [])), data=data,
+                quantization=t.quantization, sparse=t.sparsity is not None,
+            ))
+    return out
+
+
 def tflite_tensors(source: ModelSource) -> pd.DataFrame:
     """Every tensor of a ``.tflite`` file: name, dtype, shape, whether it is a constant (weights baked
     into the file), its bytes in the file, its zero fraction, and how many quantization scales it has.
 
     Read from the flatbuffer itself, so it shows exactly what a converter baked in.
     """
-    model = read_flatbuffer(source)
     rows = []
-    for sg_index, subgraph in enumerate(model.subgraphs):
-        for t in subgraph.tensors:
-            buf = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
-            data = np.asarray(buf, dtype=np.uint8) if buf is not None else np.zeros(0, np.uint8)
-            q = t.quantization
-            n_scales = 0 if q is None or q.scale is None else len(q.scale)
-            name = tensor_name(t)
-            dtype = tensor_type_name(t.type)
-            zero_frac = np.nan
-            if data.size:
-                try:
-                    zero_frac = float(np.mean(data.view(NUMPY_DTYPES.get(dtype, np.uint8)) == 0))
-                except ValueError:
-                    zero_frac = np.nan
-            rows.append(
-                {
-                    "subgraph": sg_index,
-                    "name": name,
-                    "dtype": dtype,
-                    "shape": tuple(int(d) for d in (t.shape if t.shape is not None else [])),
-                    "constant": bool(data.size),
-                    "bytes": int(data.size),
-                    "zero_fraction": zero_frac,
-                    "quant_scales": n_scales,
-                }
-            )
+    for t in stored_tensors(source):
+        q = t.quantization
+        zero_frac = np.nan
+        if t.constant:
+            dtype = numpy_dtype(t.dtype)
+            typed = t.data.view(dtype) if dtype is not None and t.data.size % dtype.itemsize == 0 else t.data
+            zero_frac = float(np.mean(typed == 0))
+        rows.append(
+            {
+                "subgraph": t.subgraph,
+                "name": t.name,
+                "dtype": t.dtype,
+                "shape": t.shape,
+                "constant": t.constant,
+                "bytes": int(t.data.size),
+                "zero_fraction": zero_frac,
+                "quant_scales": 0 if q is None or q.scale is None else len(q.scale),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -18,13 +18,12 @@ import numpy as np
 import pandas as pd
 
 from helpers.keras_setup import keras, quiet_native_stderr, tf
-from helpers.accounting import NUMPY_DTYPES, op_name, read_flatbuffer, tensor_name, tensor_type_name
-from helpers.litert_runner import ModelSource, TFLiteModelError, interleaved_latency, paired_speedup  # noqa: F401 (re-exported)
+from helpers.accounting import StoredTensor, op_name, read_flatbuffer, stored_tensors, tensor_name, tensor_type_name
+from helpers.litert_runner import ModelSource, TFLiteModelError
 
-
-# The LiteRT Quantizer checks calibration results with a debug interpreter that warns about
-# `experimental_preserve_all_tensors` every time: a known, harmless message.
-warnings.filterwarnings("ignore", message=r".*experimental_preserve_all_tensors.*")
+# Notebook 02 times its variants with these names; the one implementation is in helpers.litert_runner
+# (and helpers.latency.compare_latency builds the table from it).
+from helpers.litert_runner import interleaved_latency, paired_speedup  # noqa: E402,F401
 
 
 class QuantizationError(ValueError):
@@ -125,36 +124,33 @@ def _short(name: str, width: int = 48) -> str:
     return first if len(first) <= width else "..." + first[-(width - 3):]
 
 
-def _find_tensor(model: Any, name_contains: str, constant: bool = True) -> tuple[Any, np.ndarray]:
-    sg = model.subgraphs[0]
-    matches = []
-    for t in sg.tensors:
-        buf = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
-        has_data = buf is not None and len(buf) > 0
-        if has_data == constant and name_contains in tensor_name(t):
-            matches.append((t, np.asarray(buf, dtype=np.uint8) if has_data else np.zeros(0, np.uint8)))
+def _find_tensor(source: ModelSource | Any, name_contains: str, constant: bool = True) -> StoredTensor:
+    """The largest tensor of the main subgraph whose name contains ``name_contains`` (a constant, or
+    an activation with ``constant=False``): the weight, since a bias or shape constant can share the
+    layer's name."""
+    tensors = stored_tensors(source, subgraph=0)
+    matches = [t for t in tensors if t.constant == constant and name_contains in t.name]
     if not matches:
         kind = "constant" if constant else "activation"
-        available = sorted({_short(tensor_name(t)) for t in sg.tensors})[:12]
+        available = sorted({_short(t.name) for t in tensors})[:12]
         raise QuantizationError(
             f"no {kind} tensor whose name contains {name_contains!r}; some tensor names: {available}."
         )
-    # The largest match is the weight (a bias or shape constant can share the layer's name).
-    return max(matches, key=lambda m: m[1].size)
+    return max(matches, key=lambda t: t.data.size)
 
 
 def quant_params(source: ModelSource, name_contains: str, constant: bool = True) -> dict[str, Any]:
     """The quantization parameters of one tensor (the largest constant whose name contains
     ``name_contains``, or an activation with ``constant=False``): dtype, shape, scales, zero points
     and the axis they run along (per-channel) - what the converter baked into the file."""
-    t, _ = _find_tensor(read_flatbuffer(source), name_contains, constant)
+    t = _find_tensor(source, name_contains, constant)
     q = t.quantization
     scales = np.asarray(q.scale if q is not None and q.scale is not None else [], dtype=np.float64)
     zeros = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [], dtype=np.int64)
     return {
-        "name": _short(tensor_name(t)),
-        "dtype": tensor_type_name(t.type),
-        "shape": tuple(int(d) for d in (t.shape if t.shape is not None else [])),
+        "name": _short(t.name),
+        "dtype": t.dtype,
+        "shape": t.shape,
         "scales": scales,
         "zero_points": zeros,
         "quantized_dimension": int(q.quantizedDimension) if q is not None and len(scales) > 1 else None,
@@ -166,15 +162,13 @@ def stored_weights(source: ModelSource, name_contains: str) -> tuple[np.ndarray,
     (int8, float16, float32), ``dequantized`` as float32 (``(q - zero_point) * scale``, per channel
     when the tensor has several scales)."""
     model = read_flatbuffer(source)
-    t, data = _find_tensor(model, name_contains, constant=True)
-    dtype = tensor_type_name(t.type)
-    if dtype not in NUMPY_DTYPES:
-        raise QuantizationError(f"tensor {_short(tensor_name(t))!r} has dtype {dtype}, which this helper cannot read.")
-    shape = tuple(int(d) for d in t.shape)
-    stored = data.view(NUMPY_DTYPES[dtype]).reshape(shape)
+    t = _find_tensor(model, name_contains, constant=True)
+    stored = t.values()
+    if stored is None:
+        raise QuantizationError(f"tensor {_short(t.name)!r} ({t.dtype}, sparse={t.sparse}) cannot be read as a dense array.")
     if not np.issubdtype(stored.dtype, np.integer):
         return stored, stored.astype(np.float32)
-    p = quant_params(source, name_contains)
+    p = quant_params(model, name_contains)
     scales, zeros = p["scales"], p["zero_points"]
     if scales.size == 0:
         raise QuantizationError(f"integer tensor {p['name']!r} has no quantization scale to dequantize with.")
@@ -310,10 +304,6 @@ def seed_summary(frame: pd.DataFrame, value: str, by: str) -> pd.DataFrame:
         m, s = mean_sd(group[value])
         rows.append({by: key, "mean": m, "sd": s, "n": len(group)})
     return pd.DataFrame(rows).set_index(by)
-
-
-# --------------------------------------------------------------------------------------------------
-# Latency ratios that survive a busy machine
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.accounting import NUMPY_DTYPES, file_size, gzipped_size, op_name, read_flatbuffer, tensor_name, tensor_type_name
+from helpers import latency
+from helpers.accounting import file_size, gzipped_size, op_name, read_flatbuffer, stored_tensors
 from helpers.litert_runner import ModelSource, _read
 
 WeightMap = Mapping[str, np.ndarray]
@@ -237,20 +238,14 @@ def tflite_op_counts(source: ModelSource) -> pd.Series:
 def tflite_weights(source: ModelSource, min_elements: int = 64) -> dict[str, np.ndarray]:
     """The constant float/int8 tensors with at least ``min_elements`` values stored densely in a
     ``.tflite``, shaped as stored (TFLite layout: output channel first). Sparse-encoded tensors (from
-    ``Optimize.EXPERIMENTAL_SPARSITY``) are left out: their buffer is not the dense tensor."""
-    model = read_flatbuffer(source)
+    ``Optimize.EXPERIMENTAL_SPARSITY``) are left out: their buffer is not the dense tensor. Integer
+    index tensors (int32 / int64 shapes and biases) are left out too."""
     out: dict[str, np.ndarray] = {}
-    for sg in model.subgraphs:
-        for t in sg.tensors:
-            dtype = NUMPY_DTYPES.get(tensor_type_name(t.type))
-            buf = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
-            if dtype is None or buf is None or t.sparsity is not None or dtype in (np.int32, np.int64):
-                continue
-            values = np.frombuffer(np.asarray(buf, dtype=np.uint8).tobytes(), dtype=dtype)
-            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-            if values.size < min_elements or int(np.prod(shape)) != values.size:
-                continue
-            out[tensor_name(t)] = values.reshape(shape)
+    for t in stored_tensors(source):
+        values = t.values()
+        if values is None or values.dtype in (np.int32, np.int64) or values.size < min_elements:
+            continue
+        out[t.name] = values
     return out
 
 
@@ -288,52 +283,6 @@ def _cpu_flags() -> set[str] | None:
 
 
 # --------------------------------------------------------------------------- fair latency comparison
-def compare_latency(
-    sources: Mapping[str, ModelSource],
-    sample: np.ndarray,
-    num_threads: int = 1,
-    rounds: int = 3,
-    runs: int = 200,
-    warmup: int = 20,
-) -> pd.DataFrame:
-    """Median single-sample latency of several models, timed in ``rounds`` alternating rounds so that
-    a burst of load on a shared machine hits all of them alike.
-
-    The rounds come from :func:`helpers.litert_runner.interleaved_latency`; the table keeps the
-    median of the round medians (``median_ms``), the spread across rounds, and the ratio to the first
-    model (``vs_first``).
-    """
-    from helpers.litert_runner import interleaved_latency
-
-    if not isinstance(sources, Mapping) or not sources:
-        raise ValueError("sources must be a non-empty mapping {label: path or bytes}.")
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}.")
-    per_round = interleaved_latency(dict(sources), sample, num_threads, rounds=rounds, runs=runs, warmup=warmup)
-    frame = pd.DataFrame(
-        {"median_ms": per_round.median(), "round_min_ms": per_round.min(), "round_max_ms": per_round.max()}
-    ).rename_axis("model")
-    frame["threads"] = num_threads
-    frame["vs_first"] = frame["median_ms"] / frame["median_ms"].iloc[0]
-    return frame
-
-
-def latency_verdict(table: pd.DataFrame, reference: str, candidate: str, margin: float = 0.15) -> tuple[float, str]:
-    """Speed of ``candidate`` relative to ``reference`` from a :func:`compare_latency` table, and a
-    verdict that calls a difference only when it is larger than ``margin`` *and* the two models'
-    round ranges do not overlap (on a shared machine, smaller differences are noise)."""
-    for label in (reference, candidate):
-        if label not in table.index:
-            raise ValueError(f"{label!r} is not in the latency table ({list(table.index)}).")
-    needed = {"median_ms", "round_min_ms", "round_max_ms"} - set(table.columns)
-    if needed:
-        raise ValueError(f"the latency table lacks {sorted(needed)}; build it with compare_latency.")
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}.")
-    ref, cand = table.loc[reference], table.loc[candidate]
-    speedup = float(ref["median_ms"] / cand["median_ms"])
-    if speedup > 1 + margin and cand["round_max_ms"] < ref["round_min_ms"]:
-        return speedup, "faster"
-    if speedup < 1 / (1 + margin) and cand["round_min_ms"] > ref["round_max_ms"]:
-        return speedup, "slower"
-    return speedup, f"no clear difference (within {margin:.0%} or within this run's spread)"
+# One implementation lives in helpers.latency; these names keep notebook 04's calls working.
+compare_latency = latency.compare_latency
+latency_verdict = latency.latency_verdict

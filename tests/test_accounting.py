@@ -49,3 +49,32 @@ def test_corrupt_file_is_refused(tmp_path):
     bad.write_bytes(b"1234TFL3" + b"\xff" * 40)
     with pytest.raises(TFLiteModelError):
         accounting.tflite_tensors(bad)
+
+
+def test_type_and_op_names_come_from_the_wheel_schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    for name, code in vars(schema.TensorType).items():
+        if not name.startswith("_"):
+            assert accounting.tensor_type_name(code) == name.lower()
+    assert accounting.tensor_type_name(10_000) == "10000"
+    assert accounting.numpy_dtype("int8") == np.int8 and accounting.numpy_dtype("float16") == np.float16
+    assert accounting.numpy_dtype("string") is None and accounting.numpy_dtype("int4") is None
+
+
+def test_stored_tensors_is_the_one_reader(tflite_files, tiny_keras):
+    fp32 = accounting.stored_tensors(tflite_files["fp32"])
+    kernels = {t.shape: t.values() for t in fp32 if t.constant and len(t.shape) == 2}
+    for w in (tiny_keras.layers[-2].kernel.numpy(), tiny_keras.layers[-1].kernel.numpy()):
+        np.testing.assert_array_equal(kernels[w.T.shape], w.T)  # the bytes the converter wrote, TFLite layout
+    assert all(t.values() is None for t in fp32 if not t.constant), "activations have no stored values"
+    int8 = [t for t in accounting.stored_tensors(tflite_files["int8"], subgraph=0) if t.dtype == "int8" and t.constant]
+    assert int8 and all(t.values().dtype == np.int8 and len(t.quantization.scale) >= 1 for t in int8)
+    table = accounting.tflite_tensors(tflite_files["fp32"])
+    assert len(table) == len(fp32) and table["bytes"].sum() == sum(t.data.size for t in fp32)
+
+
+def test_op_names_match_the_graph(tflite_files):
+    model = accounting.read_flatbuffer(tflite_files["int8"])
+    ops = [accounting.op_name(model, op) for op in model.subgraphs[0].operators]
+    assert ops.count("FULLY_CONNECTED") == 2

@@ -251,3 +251,18 @@ def test_set_batchnorm_momentum_reaches_nested_layers():
     assert all(l.momentum == 0.9 for l in [inner.layers[-1], outer.layers[-1]])
     with pytest.raises(QuantizationError, match="momentum"):
         quantization.set_batchnorm_momentum(outer, 1.0)
+
+
+def test_importing_quantization_leaves_the_warning_filters_alone():
+    import subprocess
+    import sys
+
+    code = ("import warnings, helpers, helpers.keras_setup, helpers.accounting, helpers.litert_runner\n"
+            "before = list(warnings.filters)\n"
+            "import helpers.quantization\n"
+            "assert warnings.filters == before, 'import added a process-wide warnings filter'\n"
+            "with helpers.quantization.quiet_tools():\n"
+            "    inside = list(warnings.filters)\n"
+            "assert inside != before and warnings.filters == before, 'quiet_tools filters only inside its block'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-800:]
