@@ -1,0 +1,433 @@
+"""Calibrate a manifest on the machine that will run it: what each variant really costs *here*.
+
+    python -m helpers.calibrate --manifest data/models/manifest.json --threads 1,2 --out device.json
+    python -m helpers.select --manifest data/models/manifest.json --calibration device.json --profile mid_range_phone
+
+The manifest's latencies and memory were measured once, on the machine that built the variants.
+An app's device differs. For every variant, on the machine it runs on, this measures:
+
+- load time (interpreter created + tensors allocated) and first-inference time;
+- p50 and p95 latency over at least ``--runs`` timed calls after warm-up, per thread count, with
+  the Interpreter (XNNPACK on and off) and with ``CompiledModel`` on the CPU accelerator;
+- which accelerators compile the model (``CompiledModel`` with CPU, GPU, NPU, each alone): the one
+  an app would get by the fixed NPU > GPU > CPU priority, and why the others failed;
+- peak memory, in a fresh process (:func:`helpers.memory.measure_peak_memory`);
+- agreement with golden outputs recorded when the variant was built (:func:`record_golden`):
+  top-1 agreement and max abs difference, which catches a damaged file or a broken accelerator.
+
+Each (variant, thread count) gets at most ``--budget-s`` seconds of timing. A damaged or unloadable
+file is reported in the output file and on stderr, and calibration goes on. Nothing here imports
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from helpers.paths import atomic_write_bytes, atomic_write_text
+
+SCHEMA_VERSION = 1
+GOLDEN_DIR = "golden"
+ACCELERATORS = ("npu", "gpu", "cpu")  # CompiledModel's fixed priority: first that compiles wins
+
+
+class CalibrationError(ValueError):
+    """A calibration file that cannot be used (missing, malformed, or for another manifest)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Golden outputs: recorded when a variant is built, checked on the device
+# ------------------------------------------------------------------------------------------------
+
+def record_golden(models: Path, name: str, tflite: Path, inputs: np.ndarray) -> Path:
+    """Store ``inputs`` (once per models folder) and ``name``'s float outputs on them.
+
+    The inputs are shared by every variant of the folder (the first call fixes them), so on the
+    device each variant is checked against its own outputs from the machine that built it.
+    """
+    from helpers.litert_runner import LiteRTModel
+
+    folder = Path(models) / GOLDEN_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = folder / "inputs.npy"
+    if not stored.exists():
+        atomic_write_bytes(stored, _npy_bytes(np.asarray(inputs, dtype=np.float32)))
+    fixed = np.load(stored)
+    outputs = LiteRTModel(Path(tflite)).predict(fixed)
+    return atomic_write_bytes(folder / f"{name}.npy", _npy_bytes(outputs.astype(np.float32)))
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def golden_agreement(models: Path, name: str, tflite: Path) -> dict[str, Any] | None:
+    """Top-1 agreement and max abs difference of ``tflite`` against ``name``'s golden outputs, or
+    ``None`` when no golden outputs were recorded for it."""
+    from helpers.litert_runner import LiteRTModel
+
+    folder = Path(models) / GOLDEN_DIR
+    if not (folder / "inputs.npy").exists() or not (folder / f"{name}.npy").exists():
+        return None
+    inputs, expected = np.load(folder / "inputs.npy"), np.load(folder / f"{name}.npy")
+    got = LiteRTModel(Path(tflite)).predict(inputs)
+    if got.shape != expected.shape:
+        return {"n": int(len(inputs)), "top1_agreement": 0.0, "max_abs_diff": None,
+                "error": f"output shape {got.shape} differs from the golden {expected.shape}"}
+    return {"n": int(len(inputs)),
+            "top1_agreement": round(float(np.mean(got.argmax(-1) == expected.argmax(-1))), 6),
+            "max_abs_diff": float(np.max(np.abs(got - expected)))}
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing
+# ------------------------------------------------------------------------------------------------
+
+def time_calls(call: Callable[[], None], min_runs: int, budget_s: float, warmup: int = 5) -> np.ndarray:
+    """Milliseconds of ``call`` over at least ``min_runs`` timed runs after ``warmup``; more runs
+    while time is left in ``budget_s``, up to 10x ``min_runs``. Stops at the budget even below
+    ``min_runs`` (the caller sees how many ran)."""
+    deadline = time.perf_counter() + budget_s
+    for _ in range(warmup):
+        call()
+    times = []
+    while len(times) < 10 * min_runs:
+        if len(times) >= min_runs and time.perf_counter() > deadline - budget_s / 2:
+            break
+        if time.perf_counter() > deadline:
+            break
+        t0 = time.perf_counter_ns()
+        call()
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return np.asarray(times)
+
+
+def _stats(times: np.ndarray) -> dict[str, Any]:
+    return {"p50_ms": round(float(np.median(times)), 5), "p95_ms": round(float(np.percentile(times, 95)), 5),
+            "runs": int(len(times))}
+
+
+def _interpreter_call(path: Path, threads: int, xnnpack: bool) -> tuple[Callable[[], None], float, float]:
+    """An ``invoke`` closure on a zero input, with the load and first-inference times in ms."""
+    from helpers.litert_runner import make_interpreter
+
+    t0 = time.perf_counter()
+    interpreter = make_interpreter(path, num_threads=threads, use_xnnpack=xnnpack)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
+    t0 = time.perf_counter()
+    interpreter.invoke()
+    first_ms = (time.perf_counter() - t0) * 1e3
+    return interpreter.invoke, load_ms, first_ms
+
+
+@contextmanager
+def _compiled_model(path: Path, accelerator: str, threads: int) -> Iterator[Any]:
+    """A ``CompiledModel`` for one accelerator alone, in its own LiteRT environment, released (with
+    the environment's accelerator registry, which logs to fd 2) before the context ends."""
+    import gc
+
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.environment import Environment, EnvironmentOptions
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from ai_edge_litert.options import CpuOptions, Options
+
+    from helpers.keras_setup import quiet_native_stderr
+
+    flag = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU, "npu": HardwareAccelerator.NPU}[accelerator]
+    options = Options(hardware_accelerators=HardwareAccelerator(flag), cpu_options=CpuOptions(num_threads=threads))
+    runtime = str(Path(__import__("ai_edge_litert").__file__).parent)
+    with quiet_native_stderr():
+        env = Environment.create(options=EnvironmentOptions(runtime_path=runtime))
+        try:
+            with CompiledModel.from_file(str(path), environment=env, options=options) as compiled:
+                yield compiled
+        finally:
+            env.close()
+            del env
+            gc.collect()
+
+
+def _compiled_call(compiled: Any) -> Callable[[], None]:
+    signature = list(compiled.get_signature_list())[0]
+    details = compiled.get_input_tensor_details(signature)
+    inputs = {n: compiled.create_input_buffer_by_name(signature, n) for n in details}
+    outputs = {n: compiled.create_output_buffer_by_name(signature, n)
+               for n in compiled.get_output_tensor_details(signature)}
+    for name, buffer in inputs.items():
+        d = details[name]
+        buffer.write(np.zeros(d["shape"], dtype=d.get("dtype", "float32")))
+    return lambda: compiled.run_by_name(signature, inputs, outputs)
+
+
+# Runs in one child process per model: a failing GPU/NPU driver can't take the caller down, and
+# LiteRT's own log (stderr) says why an accelerator failed, which its exception often does not.
+# A marker line on stderr before each attempt attributes the log lines to the accelerator.
+_PROBE = r"""
+import os, sys
+from ai_edge_litert.compiled_model import CompiledModel
+from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+from ai_edge_litert.options import CpuOptions, Options
+import numpy as np
+path, threads = sys.argv[1], int(sys.argv[2])
+for accelerator in sys.argv[3:]:
+    os.write(2, f"@@probe {accelerator}\n".encode())
+    flag = getattr(HardwareAccelerator, accelerator.upper())
+    options = Options(hardware_accelerators=HardwareAccelerator(flag), cpu_options=CpuOptions(num_threads=threads))
+    try:
+        compiled = CompiledModel.from_file(path, options=options)
+        signature = list(compiled.get_signature_list())[0]
+        details = compiled.get_input_tensor_details(signature)
+        inputs = {n: compiled.create_input_buffer_by_name(signature, n) for n in details}
+        outputs = {n: compiled.create_output_buffer_by_name(signature, n)
+                   for n in compiled.get_output_tensor_details(signature)}
+        for n, b in inputs.items():
+            b.write(np.zeros(details[n]["shape"], dtype=details[n].get("dtype", "float32")))
+        compiled.run_by_name(signature, inputs, outputs)
+        print(accelerator, "OK", flush=True)
+    except Exception as exc:
+        print(accelerator, "FAILED", type(exc).__name__, " ".join(str(exc).split()), flush=True)
+os.write(2, b"@@probe end\n")
+"""
+_REASON = re.compile(r"(No adapters found|Failed to initialize|not accelerated|could not be loaded|"
+                     r"cannot open shared object|not supported|Unsupported)", re.I)
+_LOG_PREFIX = re.compile(r"^(INFO|ERROR|WARNING|E\d+ [\d:.]+ +\d+)[: ]*(\[?[\w./]+:\d+\]? ?)?")
+
+
+def _reason(log: list[str], said: str) -> str:
+    telling = [line for line in log if _REASON.search(line) and "openvino" not in line.lower()]
+    line = telling[0] if telling else said  # the first telling line names the root cause
+    return _LOG_PREFIX.sub("", line.strip(" └")).strip()[:300]
+
+
+def probe_accelerators(path: Path, threads: int = 1, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Compile and run ``path`` with each accelerator alone (``CompiledModel``, in a child process);
+    report which worked, which failed and why (the telling line of LiteRT's log), and which one an
+    app gets by the NPU > GPU > CPU priority (``used``)."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(threads), *ACCELERATORS],
+                              capture_output=True, text=True, timeout=timeout_s)
+        said = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+        logs: dict[str, list[str]] = {}
+        current = None
+        for line in proc.stderr.splitlines():
+            if line.startswith("@@probe "):
+                current = line.split(" ", 1)[1]
+                continue
+            if current:
+                logs.setdefault(current, []).append(line)
+        status = {}
+        for a in ACCELERATORS:
+            answer = said.get(a)
+            if answer == "OK":
+                status[a] = "ok"
+            else:
+                fallback = answer or f"the probe process ended early (exit status {proc.returncode})"
+                status[a] = "failed: " + _reason(logs.get(a, []), fallback)
+    except subprocess.TimeoutExpired:
+        status = {a: f"failed: no answer within {timeout_s:.0f} s" for a in ACCELERATORS}
+    used = next((a for a in ACCELERATORS if status[a] == "ok"), None)
+    fell_back = list(ACCELERATORS[: ACCELERATORS.index(used)]) if used else list(ACCELERATORS)
+    return {"status": status, "used": used,
+            "fallback": None if not fell_back else
+            f"{', '.join(fell_back)} unavailable; ran on {used or 'nothing'}"}
+
+
+def _first_line(exc: BaseException) -> str:
+    """The informative line of a LiteRT error (its messages are stacks of source locations)."""
+    lines = [line.strip(" └") for line in str(exc).splitlines() if line.strip(" └")]
+    useful = [line for line in lines if not line.startswith("ERROR: [")]
+    if useful:
+        return f"{type(exc).__name__}: {useful[-1]}"[:300]
+    where = lines[-1] if lines else ""
+    return f"{type(exc).__name__} with no reason given by LiteRT ({where})"[:300]
+
+
+# ------------------------------------------------------------------------------------------------
+# Calibration
+# ------------------------------------------------------------------------------------------------
+
+def machine_info(threads: Iterable[int]) -> dict[str, Any]:
+    """Where a calibration was made: machine, CPU, runtime version, date, thread counts."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        runtime = version("ai-edge-litert")
+    except PackageNotFoundError:
+        runtime = None
+    cpu = platform.processor() or None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return {"machine": platform.machine(), "system": platform.system(), "cpu": cpu,
+            "cores": os.cpu_count(), "python": platform.python_version(), "ai_edge_litert": runtime,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "threads": sorted(set(threads))}
+
+
+def calibrate_variant(models: Path, entry: Mapping[str, Any], threads: Iterable[int], runs: int = 30,
+                      budget_s: float = 5.0, memory: bool = True) -> dict[str, Any]:
+    """Everything :mod:`helpers.calibrate` measures for one manifest entry (see the module doc)."""
+    path = Path(models) / entry["path"]
+    start = time.perf_counter()
+    result: dict[str, Any] = {"path": entry["path"], "sha256": entry.get("sha256"), "latency_ms": {},
+                              "p95_ms": {}, "backends": {}}
+    for t in threads:
+        # the app's default path: Interpreter + XNNPACK. Half the budget; the rest for the others.
+        call, load_ms, first_ms = _interpreter_call(path, t, xnnpack=True)
+        stats = _stats(time_calls(call, runs, budget_s / 2))
+        result["latency_ms"][str(t)], result["p95_ms"][str(t)] = stats["p50_ms"], stats["p95_ms"]
+        result.setdefault("load_ms", {})[str(t)] = round(load_ms, 3)
+        result.setdefault("first_inference_ms", {})[str(t)] = round(first_ms, 3)
+        backends = {"interpreter_xnnpack": stats}
+        call, _, _ = _interpreter_call(path, t, xnnpack=False)
+        backends["interpreter_builtin"] = _stats(time_calls(call, runs, budget_s / 4))
+        with _compiled_model(path, "cpu", t) as compiled:
+            backends["compiled_model_cpu"] = _stats(time_calls(_compiled_call(compiled), runs, budget_s / 4))
+        result["backends"][str(t)] = backends
+    result["accelerators"] = probe_accelerators(path, min(threads))
+    if memory:
+        from helpers.memory import measure_peak_memory
+
+        result["peak_memory_bytes"] = int(measure_peak_memory(path).peak_growth_bytes)
+    result["golden"] = golden_agreement(models, entry["name"], path)
+    result["calibration_s"] = round(time.perf_counter() - start, 2)
+    return result
+
+
+def calibrate(manifest: Path, threads: Iterable[int] = (1, 2), runs: int = 30, budget_s: float = 5.0,
+              memory: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Calibrate every variant of ``manifest``; damaged or unloadable files land in ``failed``."""
+    from helpers.accounting import sha256
+    from helpers.selection import load_verified
+
+    threads = sorted(set(int(t) for t in threads))
+    if not threads or threads[0] < 1:
+        raise CalibrationError(f"thread counts must be positive integers, got {threads}.")
+    manifest = Path(manifest)
+    verified = load_verified(manifest)
+    say = log or (lambda line: print(line, file=sys.stderr))
+    doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "manifest": manifest.name,
+                           "manifest_sha256": sha256(manifest), "made_on": machine_info(threads),
+                           "runs": runs, "budget_s_per_thread_count": budget_s, "variants": {}, "failed": []}
+    for skipped in verified.skipped:
+        doc["failed"].append({"name": skipped.name, "reason": skipped.reason})
+        say(f"calibrate: {skipped.name}: {skipped.reason}; skipped")
+    for entry in verified.variants:
+        try:
+            doc["variants"][entry["name"]] = calibrate_variant(manifest.parent, entry, threads, runs, budget_s, memory)
+        except Exception as exc:  # noqa: BLE001 - report and go on: one bad file must not stop the rest
+            reason = _first_line(exc)
+            doc["failed"].append({"name": entry["name"], "reason": reason})
+            say(f"calibrate: {entry['name']}: could not be calibrated ({reason}); skipped")
+    return doc
+
+
+def load_calibration(path: Path) -> dict[str, Any]:
+    """Read a calibration file, or raise :class:`CalibrationError` with one clear line."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalibrationError(f"No calibration file at {path}; make one with `python -m helpers.calibrate`.") from None
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(f"{path.name} is not valid JSON ({exc}); re-run `python -m helpers.calibrate`.") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or not isinstance(doc.get("variants"), dict):
+        raise CalibrationError(f"{path.name} is not a calibration file of version {SCHEMA_VERSION}; "
+                               "re-run `python -m helpers.calibrate`.")
+    return doc
+
+
+def apply_calibration(variants: Iterable[Mapping[str, Any]], calibration: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Manifest entries with their latency (p50 and p95 per thread count) and peak memory replaced by
+    the calibrated numbers, where the calibrated file is the same file (same SHA-256). Entries the
+    calibration does not cover keep the manifest's numbers and get ``calibrated: False``."""
+    out = []
+    for entry in variants:
+        entry = dict(entry)
+        measured = calibration["variants"].get(entry["name"])
+        if measured and measured.get("sha256") == entry.get("sha256"):
+            entry["latency_ms"] = dict(measured["latency_ms"])
+            entry["p95_ms"] = dict(measured["p95_ms"])
+            if measured.get("peak_memory_bytes"):
+                entry["peak_memory_bytes"] = measured["peak_memory_bytes"]
+            entry["calibrated"] = True
+        else:
+            entry["calibrated"] = False
+        out.append(entry)
+    return out
+
+
+def _quiet_shutdown() -> None:
+    """LiteRT's accelerator registry logs "DestroyAccelerator" lines to fd 2 when the process exits;
+    once the results are written, send fd 2 to /dev/null so the console ends with the summary."""
+    import atexit
+    import os
+
+    def silence() -> None:
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+
+    atexit.register(silence)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.calibrate", description=__doc__.splitlines()[0],
+        epilog="exit status: 0 calibrated (failed variants are listed in the file), 2 usage, 3 manifest unusable")
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs at least, after warm-up (default 30)")
+    parser.add_argument("--budget-s", type=float, default=5.0, help="seconds of timing per variant and thread count")
+    parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory measurement")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    except ValueError:
+        parser.error(f"--threads must be comma-separated integers, got {args.threads!r}")
+    if not threads or min(threads) < 1 or args.runs < 1 or not 0 < args.budget_s < 3600:
+        parser.error("--threads must be positive, --runs >= 1, and 0 < --budget-s < 3600")
+    from helpers.registry import ManifestError
+
+    try:
+        doc = calibrate(args.manifest, threads, args.runs, args.budget_s, memory=not args.no_memory,
+                        log=lambda line: print(line, file=sys.stderr))
+    except (ManifestError, CalibrationError, OSError) as exc:
+        print(f"calibrate: {exc}", file=sys.stderr)
+        return 3
+    atomic_write_text(args.out, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    _quiet_shutdown()
+    for name, v in doc["variants"].items():
+        lat = ", ".join(f"{t} thr p50 {v['latency_ms'][t]:.4f} / p95 {v['p95_ms'][t]:.4f} ms" for t in v["latency_ms"])
+        print(f"{name}: {lat}; runs on {v['accelerators']['used']}; {v['calibration_s']:.1f} s")
+    print(f"{len(doc['variants'])} calibrated, {len(doc['failed'])} failed -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

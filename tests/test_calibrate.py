@@ -1,0 +1,126 @@
+"""Calibration on the device: timings, accelerator fallback, golden outputs, damaged files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import accounting, calibrate, registry
+
+
+@pytest.fixture(scope="module")
+def calibrated_manifest(tmp_path_factory, tflite_files, digits) -> Path:
+    """A models folder with fp32 + int8 registered (golden outputs recorded), a file whose bytes no
+    longer match its hash, and a registered file LiteRT cannot load."""
+    models = tmp_path_factory.mktemp("models")
+    for name, src in tflite_files.items():
+        path = registry.save_tflite(src.read_bytes(), models, name)
+        registry.register_tflite(models, path, name, f"test_{name}", digits, runs=20)
+        calibrate.record_golden(models, name, path, digits.x_test[:32])
+    manifest = registry.manifest_path(models)
+    fp32 = next(v for v in registry.load_manifest(manifest)["variants"] if v["name"] == "fp32")
+    # changed after registration: the hash check refuses it
+    changed = registry.save_tflite(tflite_files["fp32"].read_bytes(), models, "changed")
+    registry.register_variant(manifest, dict(fp32, name="changed", path=changed.name), digits.name)
+    changed.write_bytes(changed.read_bytes()[:-64])
+    # registered with its own hash, but not a model LiteRT can load
+    broken = models / "broken.tflite"
+    broken.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(200))
+    registry.register_variant(manifest, dict(fp32, name="broken", path=broken.name, size_bytes=broken.stat().st_size,
+                                             sha256=accounting.sha256(broken)), digits.name)
+    return manifest
+
+
+def test_cli_calibrates_reports_damage_and_goes_on(calibrated_manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "device.json"
+    proc = subprocess.run([sys.executable, "-m", "helpers.calibrate", "--manifest", str(calibrated_manifest),
+                           "--threads", "1,2", "--runs", "30", "--budget-s", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    doc = calibrate.load_calibration(out)
+    assert set(doc["variants"]) == {"fp32", "int8"}
+    failed = {f["name"]: f["reason"] for f in doc["failed"]}
+    assert set(failed) == {"changed", "broken"}
+    assert "changed" in proc.stderr and "broken" in proc.stderr
+    assert "sha256" in failed["changed"].lower() or "hash" in failed["changed"].lower()
+    assert doc["made_on"]["threads"] == [1, 2] and doc["made_on"]["ai_edge_litert"]
+    for name, v in doc["variants"].items():
+        for t in ("1", "2"):
+            assert v["backends"][t]["interpreter_xnnpack"]["runs"] >= 30, name
+            assert 0 < v["latency_ms"][t] <= v["p95_ms"][t], name
+            assert v["load_ms"][t] > 0 and v["first_inference_ms"][t] > 0
+        assert v["peak_memory_bytes"] > 0
+        # the same file on the same machine reproduces its golden outputs exactly
+        assert v["golden"] == {"n": 32, "top1_agreement": 1.0, "max_abs_diff": 0.0}
+
+
+def test_missing_accelerators_fall_back_to_cpu_with_a_reason(tflite_files) -> None:
+    probe = calibrate.probe_accelerators(tflite_files["int8"])
+    assert probe["status"]["cpu"] == "ok"
+    assert probe["used"] == next(a for a in calibrate.ACCELERATORS if probe["status"][a] == "ok")
+    for accelerator, status in probe["status"].items():
+        assert status == "ok" or (status.startswith("failed: ") and len(status) > len("failed: ") + 5), status
+    if probe["used"] == "cpu":  # no GPU or NPU here: the fallback is named, nothing crashed
+        assert probe["fallback"] == "npu, gpu unavailable; ran on cpu"
+
+
+def test_golden_agreement_catches_a_different_model(tmp_path: Path, tflite_files, digits) -> None:
+    calibrate.record_golden(tmp_path, "m", tflite_files["fp32"], digits.x_test[:40])
+    same = calibrate.golden_agreement(tmp_path, "m", tflite_files["fp32"])
+    other = calibrate.golden_agreement(tmp_path, "m", tflite_files["int8"])  # as if the file were swapped
+    assert same["top1_agreement"] == 1.0 and same["max_abs_diff"] == 0.0
+    assert other["max_abs_diff"] > 0
+    assert calibrate.golden_agreement(tmp_path, "never_recorded", tflite_files["fp32"]) is None
+
+
+def test_time_calls_respects_min_runs_and_budget() -> None:
+    import time
+
+    times = calibrate.time_calls(lambda: None, min_runs=30, budget_s=0.5)
+    assert 30 <= len(times) <= 300
+    start = time.perf_counter()
+    slow = calibrate.time_calls(lambda: time.sleep(0.05), min_runs=30, budget_s=0.3, warmup=0)
+    assert len(slow) < 30 and time.perf_counter() - start < 1.0  # the budget wins over min_runs
+
+
+def test_apply_calibration_replaces_only_the_same_file() -> None:
+    variants = [{"name": "a", "sha256": "1" * 64, "latency_ms": {"1": 1.0}, "peak_memory_bytes": 10},
+                {"name": "b", "sha256": "2" * 64, "latency_ms": {"1": 2.0}},
+                {"name": "c", "sha256": "3" * 64, "latency_ms": {"1": 3.0}}]
+    cal = {"variants": {"a": {"sha256": "1" * 64, "latency_ms": {"1": 5.0}, "p95_ms": {"1": 6.0},
+                              "peak_memory_bytes": 99},
+                        "b": {"sha256": "f" * 64, "latency_ms": {"1": 9.0}, "p95_ms": {"1": 9.5}}}}
+    a, b, c = calibrate.apply_calibration(variants, cal)
+    assert a["latency_ms"] == {"1": 5.0} and a["p95_ms"] == {"1": 6.0} and a["peak_memory_bytes"] == 99
+    assert a["calibrated"] and not b["calibrated"] and not c["calibrated"]
+    assert b["latency_ms"] == {"1": 2.0}  # another file under the same name keeps the manifest's numbers
+    assert variants[0]["latency_ms"] == {"1": 1.0}  # inputs are not modified
+
+
+@pytest.mark.parametrize("content,words", [(None, "No calibration file"), ("{", "not valid JSON"),
+                                           (json.dumps({"schema_version": 99, "variants": {}}), "version")])
+def test_load_calibration_errors_are_one_line(tmp_path: Path, content, words) -> None:
+    path = tmp_path / "device.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(calibrate.CalibrationError, match=words):
+        calibrate.load_calibration(path)
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--threads", "a,b"], ["--runs", "0"], ["--budget-s", "0"]])
+def test_cli_usage_errors_exit_2(tmp_path: Path, args) -> None:
+    proc = subprocess.run([sys.executable, "-m", "helpers.calibrate", "--manifest", str(tmp_path / "m.json"),
+                           "--out", str(tmp_path / "o.json"), *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_cli_unusable_manifest_exits_3(tmp_path: Path) -> None:
+    (tmp_path / "m.json").write_text("not json")
+    proc = subprocess.run([sys.executable, "-m", "helpers.calibrate", "--manifest", str(tmp_path / "m.json"),
+                           "--out", str(tmp_path / "o.json")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr and not (tmp_path / "o.json").exists()
