@@ -6,16 +6,17 @@
 #   make test-browser   JupyterLab driven by headless Chromium: notebook 07 run through the UI, the report opened
 # Any of them on another Python (3.11, 3.12 or 3.13), in its own environment .venv-3.X:
 #   make test PYTHON=python3.13
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+DEFAULT_PYTHON := $(shell command -v python3.11 || command -v python3)
+PYTHON ?= $(DEFAULT_PYTHON)
 
-# An interpreter name that is not on PATH may still be installed by pyenv (python3.13 -> ~/.pyenv/versions/3.13.*/bin).
-find_python = $(shell if "$(1)" -c "" >/dev/null 2>&1; then command -v "$(1)"; \
-	else ls -d "$$(pyenv root 2>/dev/null)"/versions/*/bin/"$(notdir $(1))" 2>/dev/null | sort -V | tail -n 1; fi)
-version_of = $(if $(1),$(shell "$(1)" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
-
-PY      := $(call find_python,$(PYTHON))
-PYVER   := $(call version_of,$(PY))
-DEFAULT_PYVER := $(call version_of,$(call find_python,$(shell command -v python3.11 || command -v python3)))
+# "<executable> <X.Y>" of an interpreter; a name that is not on PATH may still be installed by pyenv
+# (python3.13 -> ~/.pyenv/versions/3.13.*/bin/python3.13). One start of each interpreter, resolved past shims.
+INFO_CODE := import sys; print(sys.executable, "%d.%d" % sys.version_info[:2])
+probe = $(shell "$(1)" -c '$(INFO_CODE)' 2>/dev/null || for p in $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/*/bin/"$(notdir $(1))" 2>/dev/null | sort -rV); do "$$p" -c '$(INFO_CODE)' 2>/dev/null && break; done)
+PYINFO  := $(call probe,$(PYTHON))
+PY      := $(word 1,$(PYINFO))
+PYVER   := $(word 2,$(PYINFO))
+DEFAULT_PYVER := $(if $(filter $(PYTHON),$(DEFAULT_PYTHON)),$(PYVER),$(word 2,$(call probe,$(DEFAULT_PYTHON))))
 # The default interpreter keeps .venv; any other version gets its own .venv-3.X (and its own test data folder).
 SUFFIX  := $(if $(filter $(DEFAULT_PYVER),$(PYVER)),,-$(PYVER))
 VENV    := .venv$(SUFFIX)
@@ -52,15 +53,15 @@ run: install
 # Notebooks run in order against an empty data folder, as on a fresh clone.
 test: install
 	rm -rf $(TEST_DATA)
-	WORKBOOK_DATASET=digits WORKBOOK_DATA_DIR=$(abspath $(TEST_DATA)) $(BIN)/python -m pytest tests notebooks \
+	WORKBOOK_DATASET=digits WORKBOOK_DATA_DIR=$(abspath $(TEST_DATA)) $(BIN)/python -m pytest tests notebooks --ignore=tests/browser \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
 
 unit: install
-	$(BIN)/python -m pytest tests -p no:cacheprovider
+	$(BIN)/python -m pytest tests --ignore=tests/browser -p no:cacheprovider
 
 # As root (containers), Jupyter refuses to start without --allow-root.
 lab: install
-	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks
+	$(BIN)/jupyter lab $(ROOT_FLAG) --KernelManager.transport=ipc notebooks
 
 # Maintainers: re-execute the notebooks in place so the committed outputs are current.
 outputs: install

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -38,39 +38,48 @@ def forward_stderr(stream: IO[bytes], to: IO[str]) -> None:
     stream.close()
 
 
+def _run_cells(client, nb, path: Path, position: str) -> None:
+    from nbclient.exceptions import CellExecutionError
+    from tqdm import tqdm
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    with tqdm(total=len(code), desc=f"{position} {path.name}", unit="cell", leave=True, file=sys.stdout) as bar:
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            try:
+                client.execute_cell(cell, index)
+            except CellExecutionError as exc:
+                bar.close()
+                raise SystemExit(f"\n{path.name}: cell {index} failed:\n{str(exc)[-2000:]}") from None
+            bar.update(1)
+    client.set_widgets_metadata()  # widget state, so GitHub and nbviewer draw the controls
+
+
 def execute(path: Path, out: Path, timeout: int, position: str) -> float:
     """Run one notebook in a fresh kernel, cell by cell with a progress bar; write it to ``out``."""
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-    from tqdm import tqdm
     from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
     config = Config()
     config.KernelManager.transport = "ipc"  # local sockets, not TCP: nothing to encrypt, no network port
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config,
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config, startup_timeout=180,
                             resources={"metadata": {"path": str(path.parent)}})
-    code = [c for c in nb.cells if c.cell_type == "code"]
     start = time.perf_counter()
-    forwarder = None
-    with client.setup_kernel(stderr=subprocess.PIPE):
-        process = getattr(getattr(client.km, "provisioner", None), "process", None)
-        if process is not None and process.stderr is not None:
-            forwarder = threading.Thread(target=forward_stderr, args=(process.stderr, sys.stderr), daemon=True)
-            forwarder.start()
-        with tqdm(total=len(code), desc=f"{position} {path.name}", unit="cell", leave=True, file=sys.stdout) as bar:
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code":
-                    continue
-                try:
-                    client.execute_cell(cell, index)
-                except CellExecutionError as exc:
-                    bar.close()
-                    raise SystemExit(f"\n{path.name}: cell {index} failed:\n{str(exc)[-2000:]}") from None
-                bar.update(1)
-        client.set_widgets_metadata()  # widget state, so GitHub and nbviewer draw the controls
-    if forwarder is not None:
+    # The kernel's stderr goes through a pipe read from the start, filtered (see NATIVE_INFO).
+    read_end, write_end = os.pipe()
+    forwarder = threading.Thread(target=forward_stderr, args=(os.fdopen(read_end, "rb"), sys.stderr), daemon=True)
+    forwarder.start()
+    try:
+        with client.setup_kernel(stderr=write_end):
+            os.close(write_end)  # the kernel holds its copy; the pipe ends when the kernel exits
+            write_end = -1
+            _run_cells(client, nb, path, position)
+    finally:
+        if write_end != -1:
+            os.close(write_end)
         forwarder.join(timeout=10)
     elapsed = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
