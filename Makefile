@@ -27,7 +27,7 @@ BROWSER_DATA := data/_browser
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install run test unit lab outputs test-browser clean
+.PHONY: install run test unit lab outputs test-browser clean python-version
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PY)" || { echo "PYTHON=$(PYTHON) was not found (neither on PATH nor in pyenv): install Python 3.11, 3.12 or 3.13, or set PYTHON=/path/to/python3.X" >&2; exit 2; }
@@ -79,6 +79,10 @@ test-browser: install $(VENV)/.browser-stamp
 		notebooks/07_runtime_variant_selection.ipynb notebooks/08_results_dashboard.ipynb
 	WORKBOOK_DATASET=digits WORKBOOK_DATA_DIR=$(abspath $(BROWSER_DATA)) $(BIN)/python -m pytest tests/browser \
 		-p no:cacheprovider -rs
+
+# The X.Y version that PYTHON resolves to (empty when it is not found): used by .ci/run.
+python-version:
+	@echo $(PYVER)
 
 clean:
 	rm -rf data/models* data/results data/runs data/_test data/_test-* $(BROWSER_DATA)
