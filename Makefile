@@ -61,7 +61,7 @@ unit: install
 
 # As root (containers), Jupyter refuses to start without --allow-root.
 lab: install
-	$(BIN)/jupyter lab $(ROOT_FLAG) --KernelManager.transport=ipc notebooks
+	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks
 
 # Maintainers: re-execute the notebooks in place so the committed outputs are current.
 outputs: install

@@ -141,7 +141,7 @@ def lab(tmp_path_factory, data):
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"),
                JUPYTER_RUNTIME_DIR=str(work / "runtime"), WORKBOOK_DATA_DIR=str(data))
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--KernelManager.transport=ipc"]
+               f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
     if os.geteuid() == 0:
         command.append("--allow-root")
     log = work / "jupyterlab.log"
