@@ -3,17 +3,21 @@
 The model itself is fixed before deployment; what an app *can* do at run time is choose, and switch,
 among pre-optimized variants. This module is that choice, written the way an app needs it:
 
-1. :func:`load_verified` reads ``manifest.json`` (validated by :mod:`helpers.registry`) and checks every
-   variant's file: a missing file or a SHA-256 mismatch is *reported and skipped*, never a crash.
+1. :func:`load_verified` reads ``manifest.json`` (validated against ``helpers/manifest.schema.json`` by
+   :mod:`helpers.registry`) and checks every variant's file: a malformed entry, a missing file or a
+   SHA-256 mismatch is *reported and skipped*, never a crash.
 2. :class:`DeviceProfile` holds a device's budgets (model file size, peak memory, threads, latency,
    accuracy floor); :data:`PROFILES` has a low-end, mid-range and high-end phone and a
    microcontroller-class budget that no variant in this workbook fits.
-3. :func:`select_variant` applies hard constraints, then an objective, with a deterministic tie-break.
+3. :func:`constraints_for` turns a profile (plus any overrides) into its full budget: every constraint
+   and the objective. The CLI, the profile table and notebook 07's widget all call it, so they agree.
+4. :func:`select_variant` applies hard constraints, then an objective, with a deterministic tie-break.
 
 Constraints (a variant must meet all of them):
     ``max_size_bytes``   file size (what the app ships or downloads, and maps into memory);
-    ``max_memory_bytes`` measured peak RSS growth of running it (``peak_memory_bytes`` in the manifest;
-                         a variant without that measurement fails this constraint: unknown is not small);
+    ``max_memory_bytes`` measured peak RSS growth of running it (``peak_memory_bytes`` in the manifest, one
+                         integer; a variant without that measurement fails this constraint: unknown is
+                         not small);
     ``min_accuracy``     test accuracy in [0, 1];
     ``max_latency_ms``   median latency at ``threads``. If the manifest has no measurement at that thread
                          count, the nearest *lower* measured count is used (fewer threads is not faster on
@@ -39,12 +43,12 @@ is the same.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, NamedTuple
 
-from helpers.accounting import sha256
-from helpers.registry import ManifestError, load_manifest
+from helpers.registry import ManifestError, read_manifest, variant_problem
 
 Objective = Literal["best_accuracy", "fastest"]
 Fallback = Literal["refuse", "smallest"]
@@ -54,7 +58,8 @@ CONSTRAINT_ORDER: tuple[str, ...] = ("max_size_bytes", "max_memory_bytes", "min_
 
 __all__ = [
     "ManifestError", "NoVariantFits", "Skipped", "VerifiedManifest", "load_verified", "DeviceProfile",
-    "PROFILES", "Constraints", "Selection", "measured_threads", "latency_at", "violations", "select_variant", "pareto_front",
+    "PROFILES", "Constraints", "Budget", "constraints_for", "Selection", "measured_threads", "latency_at", "violations",
+    "select_variant", "pareto_front",
 ]
 
 
@@ -98,14 +103,17 @@ class VerifiedManifest:
 def load_verified(manifest: Path, verify_hash: bool = True) -> VerifiedManifest:
     """Load and validate a manifest, then check each variant's file exists and matches its SHA-256.
 
-    A malformed or missing manifest raises :class:`~helpers.registry.ManifestError` (one clear
-    sentence). A variant whose file is missing, unreadable, or whose hash differs is skipped and
-    listed in ``skipped`` with the reason, so an app keeps serving the variants it can trust.
+    A missing manifest, invalid JSON, a malformed top level or an unknown ``schema_version`` raises
+    :class:`~helpers.registry.ManifestError` (one clear sentence). A variant that breaks the schema,
+    or whose file is missing, unreadable, or does not match its hash, is skipped and listed in
+    ``skipped`` with the reason, so an app keeps serving the variants it can trust.
     """
     manifest = Path(manifest)
-    doc = load_manifest(manifest)
+    doc, bad = read_manifest(manifest)
     usable: list[dict[str, Any]] = []
-    skipped: list[Skipped] = []
+    skipped: list[Skipped] = [Skipped(b.name, f"malformed entry: {b.reason}") for b in bad]
+    if verify_hash:
+        from helpers.accounting import sha256
     for entry in doc["variants"]:
         file = manifest.parent / entry["path"]
         if not file.is_file():
@@ -173,12 +181,55 @@ PROFILES: dict[str, DeviceProfile] = {
 }
 
 
+class Budget(NamedTuple):
+    """Everything a selection needs from a device: the hard constraints and the objective."""
+
+    constraints: "Constraints"
+    objective: str
+
+
+_OVERRIDABLE = ("max_size_bytes", "max_memory_bytes", "max_latency_ms", "min_accuracy", "threads")
+
+
+def constraints_for(profile: "str | DeviceProfile | None" = None, objective: str | None = None, **overrides: Any) -> Budget:
+    """A device profile's full budget: size, memory, latency and accuracy limits, threads, objective.
+
+    ``profile`` is a name in :data:`PROFILES`, a :class:`DeviceProfile`, or None (no limits, 1 thread,
+    ``best_accuracy``). ``overrides`` replace single fields (``max_size_bytes``, ``max_memory_bytes``,
+    ``max_latency_ms``, ``min_accuracy``, ``threads``); a None override keeps the profile's value,
+    ``math.inf`` removes that limit.
+    The CLI, :func:`helpers.selection_report.profile_table` and a notebook widget all go through
+    here, so the same profile means the same constraints everywhere::
+
+        constraints, objective = constraints_for("low_end_phone", max_size_bytes=200 * KB)
+        choice = select_variant(variants, constraints, objective)
+    """
+    unknown = sorted(set(overrides) - set(_OVERRIDABLE))
+    if unknown:
+        raise ValueError(f"unknown budget field(s) {unknown}; use {', '.join(_OVERRIDABLE)}.")
+    if isinstance(profile, str):
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.")
+        profile = PROFILES[profile]
+    unlimited = {k: None for k, v in overrides.items() if k != "threads" and isinstance(v, float) and v == math.inf}
+    given = {k: v for k, v in overrides.items() if v is not None and k not in unlimited}
+    if profile is None:
+        constraints = Constraints(**given)
+        goal = objective or "best_accuracy"
+    else:
+        constraints = replace(profile.constraints(**given), **unlimited)
+        goal = objective or profile.objective
+    if goal not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {goal!r}.")
+    return Budget(constraints, goal)
+
+
 @dataclass(frozen=True)
 class Constraints:
     """Hard limits a variant must meet. ``None`` means no limit. ``threads`` picks the latency column."""
 
-    max_size_bytes: int | None = None
-    max_memory_bytes: int | None = None
+    max_size_bytes: float | None = None  # bytes; may be fractional (a sub-byte budget fits nothing)
+    max_memory_bytes: float | None = None
     max_latency_ms: float | None = None
     min_accuracy: float | None = None
     threads: int = 1
@@ -188,9 +239,12 @@ class Constraints:
             raise ValueError(f"threads must be a positive int, got {self.threads!r}.")
         for key in ("max_size_bytes", "max_memory_bytes", "max_latency_ms"):
             value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not value > 0):
-                raise ValueError(f"{key} must be positive (or None for no limit), got {value!r}.")
-        if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+                raise ValueError(f"{key} must be a positive number (or None for no limit), got {value!r}.")
+        if self.min_accuracy is not None and (
+            isinstance(self.min_accuracy, bool) or not isinstance(self.min_accuracy, (int, float))
+            or not 0.0 <= self.min_accuracy <= 1.0
+        ):
             raise ValueError(f"min_accuracy is a fraction in [0, 1], got {self.min_accuracy!r} (use 0.95, not 95).")
 
     def describe(self, key: str) -> str:
@@ -304,7 +358,15 @@ def select_variant(
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
     if fallback not in FALLBACKS:
         raise ValueError(f"fallback must be one of {FALLBACKS}, got {fallback!r}.")
-    entries = list(variants.variants if isinstance(variants, VerifiedManifest) else variants)
+    if isinstance(variants, VerifiedManifest):
+        entries = list(variants.variants)
+    else:
+        entries = list(variants)
+        for v in entries:  # entries that did not come through load_verified: check them here
+            problem = variant_problem(v)
+            if problem:
+                name = v.get("name", "?") if isinstance(v, dict) else "?"
+                raise ManifestError(f"variant {name!r} {problem}; pass load_verified(...) to skip malformed entries.")
     if not entries:
         raise NoVariantFits("the manifest has no usable variant (all missing or corrupt); re-run the notebooks that export them.", "available")
     rejected = {v["name"]: violations(v, constraints) for v in entries}

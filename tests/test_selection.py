@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from helpers import registry
 from helpers.memory import MemoryMeasurementError, measure_peak_memory
 from helpers.registry import ManifestError
 from helpers.selection import (
-    KB, PROFILES, Constraints, NoVariantFits, latency_at, load_verified, pareto_front, select_variant, violations,
+    KB, PROFILES, Constraints, NoVariantFits, constraints_for, latency_at, load_verified, pareto_front, select_variant,
+    violations,
 )
 from helpers.serving import HotSwapServer
 
@@ -152,7 +154,8 @@ def test_latency_uses_nearest_lower_thread_count():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"threads": 0}, "threads"), ({"max_size_bytes": -1}, "max_size_bytes"), ({"max_latency_ms": 0}, "max_latency_ms"),
-     ({"min_accuracy": 95}, "fraction"), ({"threads": True}, "threads")],
+     ({"min_accuracy": 95}, "fraction"), ({"threads": True}, "threads"), ({"max_size_bytes": math.nan}, "max_size_bytes"),
+     ({"min_accuracy": math.nan}, "fraction"), ({"max_memory_bytes": "1 MB"}, "max_memory_bytes"), ({"threads": 1.0}, "threads")],
 )
 def test_bad_constraints_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -178,6 +181,56 @@ def test_profiles_and_overrides():
     assert info.value.constraint == "max_memory_bytes"
 
 
+def test_constraints_for_gives_a_profile_every_limit_and_its_objective():
+    for name, p in PROFILES.items():
+        c, objective = constraints_for(name)
+        assert (c.max_size_bytes, c.max_memory_bytes, c.max_latency_ms, c.min_accuracy, c.threads) == (
+            p.max_size_bytes, p.max_memory_bytes, p.max_latency_ms, p.min_accuracy, p.threads)
+        assert objective == p.objective and constraints_for(p) == (c, objective)
+    budget = constraints_for("low_end_phone", max_size_bytes=200 * KB, objective="best_accuracy")
+    assert budget.constraints.max_size_bytes == 200 * KB and budget.objective == "best_accuracy"
+    assert budget.constraints.max_memory_bytes == PROFILES["low_end_phone"].max_memory_bytes  # kept
+    assert constraints_for("microcontroller", max_memory_bytes=math.inf).constraints.max_memory_bytes is None
+    assert constraints_for() == (Constraints(), "best_accuracy")
+    assert constraints_for(None, threads=2, max_latency_ms=0.5).constraints == Constraints(max_latency_ms=0.5, threads=2)
+    with pytest.raises(ValueError, match="unknown profile 'toaster'"):
+        constraints_for("toaster")
+    with pytest.raises(ValueError, match="unknown budget field"):
+        constraints_for("low_end_phone", max_size_kb=3)
+    with pytest.raises(ValueError, match="objective"):
+        constraints_for("low_end_phone", objective="cheapest")
+
+
+def test_every_profile_applies_its_memory_budget():
+    lean = _entry("lean", peak_memory_bytes=64 * KB, size_bytes=10 * KB, accuracy=0.99, latency_ms={"1": 0.01})
+    for name, p in PROFILES.items():
+        heavy = _entry("heavy", peak_memory_bytes=p.max_memory_bytes + 1, size_bytes=10 * KB, accuracy=1.0,
+                       latency_ms={"1": 0.001})
+        c, objective = constraints_for(name)
+        assert select_variant([heavy, lean], c, objective).name == "lean", name  # heavy wins on everything else
+        unmeasured = {k: v for k, v in heavy.items() if k != "peak_memory_bytes"}
+        assert select_variant([unmeasured, lean], c, objective).name == "lean", name
+
+
+def test_malformed_entries_passed_directly_are_refused_clearly():
+    for bad in (_entry("m", peak_memory_bytes={"1": 100}), _entry("n", latency_ms={"1": math.nan}),
+                _entry("s", size_bytes=-1), _entry("i", input={"shape": "eight", "dtype": "float32"})):
+        with pytest.raises(ManifestError, match="load_verified"):
+            select_variant([_entry("ok"), bad], Constraints(max_memory_bytes=10**9))
+
+
+def test_a_nan_latency_can_no_longer_make_the_choice_depend_on_order(tmp_path):
+    entries = [_entry("a", latency_ms={"1": 0.02}), _entry("b", latency_ms={"1": 0.03}), _entry("c", latency_ms={"1": 0.01})]
+    path = _manifest(tmp_path, entries)
+    doc = json.loads(path.read_text())
+    doc["variants"][2]["latency_ms"]["1"] = math.nan
+    for order in (doc["variants"], doc["variants"][::-1]):
+        path.write_text(json.dumps({**doc, "variants": order}))  # json writes a bare NaN token here
+        vm = load_verified(path)
+        assert [s.name for s in vm.skipped] == ["c"] and "NaN" in vm.skipped[0].reason
+        assert select_variant(vm, Constraints(), "fastest").name == "a"
+
+
 def test_pareto_front():
     assert pareto_front(VARIANTS, threads=1) == ["fp16", "fp32", "int8", "tiny"]  # fp16/fp32 tie: neither dominates
     dominated = VARIANTS + [_entry("bad", accuracy=0.85, latency_ms={"1": 0.06})]
@@ -197,11 +250,20 @@ def test_update_variant_only_onto_the_same_file(tmp_path):
 
 
 # ---------------------------------------------------------------- measured memory (real files)
-def test_peak_memory_is_measured_in_a_fresh_process(tflite_files):
-    report = measure_peak_memory(tflite_files["fp32"], runs=5)
-    assert report.peak_growth_bytes > 0 and report.baseline_rss_bytes > 0
-    assert report.peak_growth_bytes >= max(report.load_growth_bytes, report.allocate_growth_bytes)
-    assert report.threads == 1 and report.xnnpack
+def test_peak_memory_grows_with_the_weights_a_model_touches(tmp_path, tflite_files):
+    """A model whose invoke() reads 8 MB more float32 weights must measure several MB more peak
+    memory than the tiny one: checks the measurement against a known quantity, not against itself."""
+    from helpers.keras_setup import keras, tf
+
+    k = keras()
+    big = k.Sequential([k.layers.InputLayer(input_shape=(8, 8, 1)), k.layers.Flatten(), k.layers.Dense(2048),
+                        k.layers.Dense(1024), k.layers.Dense(10)])  # (64*2048 + 2048*1024) float32 weights: ~8.9 MB
+    path = tmp_path / "big.tflite"
+    path.write_bytes(tf().lite.TFLiteConverter.from_keras_model(big).convert())
+    weights = 4 * big.count_params()
+    tiny, large = measure_peak_memory(tflite_files["fp32"], runs=5), measure_peak_memory(path, runs=5)
+    assert tiny.baseline_rss_bytes > 0 and tiny.threads == 1 and tiny.xnnpack
+    assert large.peak_growth_bytes - tiny.peak_growth_bytes > 0.5 * weights, (large, tiny, weights)
 
 
 def test_peak_memory_errors_are_clear(tmp_path):
