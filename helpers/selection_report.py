@@ -56,6 +56,25 @@ def profile_table(
     return table
 
 
+FAMILIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("baseline", ("baseline",)),
+    ("mobile-scale", ("mobile", "pruned_mobile")),
+    ("post-training quantization", ("ptq", "lq", "sel")),
+    ("quantization-aware training", ("qat",)),
+    ("pruning", ("pruned",)),
+    ("clustering", ("clustered", "cqat", "pcqat")),
+    ("distillation", ("student",)),
+)
+
+
+def family(name: str) -> str:
+    """The technique family of a variant, from its name's prefix (``"other"`` if none matches)."""
+    for label, prefixes in FAMILIES:
+        if any(name == p or name.startswith(p + "_") for p in prefixes):
+            return label
+    return "other"
+
+
 def pareto_plot(
     variants: Sequence[dict[str, Any]],
     constraints: Constraints,
@@ -63,36 +82,53 @@ def pareto_plot(
     ax: Any = None,
     title: str | None = None,
 ) -> Any:
-    """Accuracy against latency at ``constraints.threads``; point size = file size; the Pareto front
-    as a line; variants breaking a constraint faded; the chosen variant ringed in red."""
+    """Accuracy against latency at ``constraints.threads`` on a log latency axis, one colour per
+    technique family, point size = file size, variants breaking a constraint faded. Only the
+    Pareto-optimal variants are labelled, with numbers explained in a key beside the plot; the
+    chosen variant is ringed in red."""
     threads = constraints.threads
     frame = pd.DataFrame(
-        [{"name": v["name"], "latency_ms": latency_at(v, threads), "accuracy": v["accuracy"],
-          "size_kb": v["size_bytes"] / KB,
-          "limits": "met" if selection is not None and v["name"] in selection.candidates else "broken"}
+        [{"name": v["name"], "latency_ms": latency_at(v, threads), "accuracy": float(v["accuracy"]),
+          "size_kb": v["size_bytes"] / KB, "family": family(v["name"]),
+          "met": selection is not None and v["name"] in selection.candidates}
          for v in variants]
     ).dropna(subset=["latency_ms"])
     if ax is None:
-        _, ax = plt.subplots(figsize=(8.5, 4.2))
-    sns.scatterplot(data=frame, x="latency_ms", y="accuracy", size="size_kb", sizes=(30, 300), hue="limits",
-                    hue_order=["met", "broken"], palette={"met": "tab:blue", "broken": "lightgray"}, ax=ax, legend="brief")
-    front = frame[frame["name"].isin(pareto_front(variants, threads))].sort_values("latency_ms")
-    ax.plot(front["latency_ms"], front["accuracy"], "--", color="tab:blue", lw=1, alpha=0.6, label="Pareto front")
-    for k, (_, r) in enumerate(frame.sort_values(["latency_ms", "name"]).iterrows()):
-        ax.annotate(r["name"], (r["latency_ms"], r["accuracy"]), fontsize=7, xytext=(5, 4 if k % 2 == 0 else -10),
-                    textcoords="offset points")  # alternate above / below so neighbours stay readable
+        _, ax = plt.subplots(figsize=(9, 4.4))
+    families = [f for f, _ in FAMILIES if f in set(frame["family"])] + (["other"] if "other" in set(frame["family"]) else [])
+    colours = dict(zip(families, sns.color_palette("tab10", len(families))))
+    sizes = 25 + 275 * np.sqrt(frame["size_kb"] / max(frame["size_kb"].max(), 1e-9))
+    for fam in families:
+        for met, alpha in ((True, 0.9), (False, 0.25)):
+            part = frame[(frame["family"] == fam) & (frame["met"] == met)]
+            if len(part):
+                ax.scatter(part["latency_ms"], part["accuracy"], s=sizes[part.index], color=colours[fam], alpha=alpha,
+                           edgecolors="white", linewidths=0.5, label=fam if met or not frame[frame["family"] == fam]["met"].any() else None)
+    front = frame[frame["name"].isin(pareto_front(variants, threads))].sort_values(["latency_ms", "name"])
+    ax.plot(front["latency_ms"], front["accuracy"], "--", color="black", lw=0.8, alpha=0.6, label="Pareto front")
+    key = []
+    for k, (_, r) in enumerate(front.iterrows(), 1):
+        ax.annotate(str(k), (r["latency_ms"], r["accuracy"]), fontsize=8, fontweight="bold", xytext=(4, 4),
+                    textcoords="offset points")
+        key.append(f"{k}  {r['name']}  ({r['accuracy']:.4f}, {r['latency_ms']:.4g} ms)")
     if selection is not None:
         chosen = frame[frame["name"] == selection.name]
-        ax.scatter(chosen["latency_ms"], chosen["accuracy"], s=600, facecolors="none", edgecolors="red", lw=2,
+        ax.scatter(chosen["latency_ms"], chosen["accuracy"], s=500, facecolors="none", edgecolors="red", lw=2,
                    label=f"chosen: {selection.name}" + (" (fallback)" if selection.fallback else ""))
     if constraints.max_latency_ms is not None:
         ax.axvline(constraints.max_latency_ms, color="gray", ls=":", lw=1)
     if constraints.min_accuracy is not None:
         ax.axhline(constraints.min_accuracy, color="gray", ls=":", lw=1)
-    ax.set_xlabel(f"median latency, ms ({threads} thread{'s' if threads > 1 else ''}, this machine)")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"median latency, ms, log scale ({threads} thread{'s' if threads > 1 else ''}, this machine)")
     ax.set_ylabel("test accuracy")
-    ax.set_title(title or "Variants: accuracy vs latency (point size = file size)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title or "Variants: accuracy vs latency (point size = file size, faded = breaks a limit)", fontsize=10)
+    legend = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, markerscale=0.6)
+    for handle in legend.legend_handles:
+        if hasattr(handle, "set_sizes"):
+            handle.set_sizes([30])
+    ax.text(1.02, 0.0, "Pareto front (accuracy, latency):\n" + "\n".join(key), transform=ax.transAxes, fontsize=7,
+            va="bottom", ha="left", family="monospace")
     return ax
 
 
