@@ -14,7 +14,9 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -63,8 +65,12 @@ def execute(path: Path, out: Path, timeout: int, position: str) -> float:
     from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
+    # The kernel talks to us over local (IPC) sockets instead of TCP: no network port, nothing to encrypt
+    # (ipykernel warns about unencrypted TCP). Their path is absolute and private to this kernel.
+    sockets = Path(tempfile.mkdtemp(prefix="workbook-kernel-"))
     config = Config()
-    config.KernelManager.transport = "tcp"  # TEMP
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.ip = str(sockets / "ipc")
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config, startup_timeout=180,
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
@@ -81,6 +87,7 @@ def execute(path: Path, out: Path, timeout: int, position: str) -> float:
         if write_end != -1:
             os.close(write_end)
         forwarder.join(timeout=10)
+        shutil.rmtree(sockets, ignore_errors=True)
     elapsed = time.perf_counter() - start
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, nbformat.writes(nb) + "\n")
