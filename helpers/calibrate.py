@@ -123,12 +123,17 @@ def _stats(times: np.ndarray) -> dict[str, Any]:
             "runs": int(len(times))}
 
 
-def _interpreter_call(path: Path, threads: int, xnnpack: bool) -> tuple[Callable[[], None], float, float]:
-    """An ``invoke`` closure on a zero input, with the load and first-inference times in ms."""
+def _interpreter_call(path: Path, threads: int, xnnpack: bool, batch: int = 1) -> tuple[Callable[[], None], float, float]:
+    """An ``invoke`` closure on a zero input of ``batch`` rows, with the load (including the resize to
+    ``batch``) and first-inference times in ms."""
     from helpers.litert_runner import make_interpreter
 
     t0 = time.perf_counter()
     interpreter = make_interpreter(path, num_threads=threads, use_xnnpack=xnnpack)
+    if batch != 1:
+        detail = interpreter.get_input_details()[0]
+        interpreter.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+        interpreter.allocate_tensors()
     load_ms = (time.perf_counter() - t0) * 1e3
     for detail in interpreter.get_input_details():
         interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
@@ -289,7 +294,7 @@ def machine_info(threads: Iterable[int]) -> dict[str, Any]:
 
 
 def calibrate_variant(models: Path, entry: Mapping[str, Any], threads: Iterable[int], runs: int = 30,
-                      budget_s: float = 5.0, memory: bool = True) -> dict[str, Any]:
+                      budget_s: float = 5.0, memory: bool = True, batch: int = 1) -> dict[str, Any]:
     """Everything :mod:`helpers.calibrate` measures for one manifest entry (see the module doc)."""
     path = Path(models) / entry["path"]
     start = time.perf_counter()
@@ -297,16 +302,17 @@ def calibrate_variant(models: Path, entry: Mapping[str, Any], threads: Iterable[
                               "p95_ms": {}, "backends": {}}
     for t in threads:
         # the app's default path: Interpreter + XNNPACK. Half the budget; the rest for the others.
-        call, load_ms, first_ms = _interpreter_call(path, t, xnnpack=True)
+        call, load_ms, first_ms = _interpreter_call(path, t, xnnpack=True, batch=batch)
         stats = _stats(time_calls(call, runs, budget_s / 2))
         result["latency_ms"][str(t)], result["p95_ms"][str(t)] = stats["p50_ms"], stats["p95_ms"]
         result.setdefault("load_ms", {})[str(t)] = round(load_ms, 3)
         result.setdefault("first_inference_ms", {})[str(t)] = round(first_ms, 3)
         backends = {"interpreter_xnnpack": stats}
-        call, _, _ = _interpreter_call(path, t, xnnpack=False)
+        call, _, _ = _interpreter_call(path, t, xnnpack=False, batch=batch)
         backends["interpreter_builtin"] = _stats(time_calls(call, runs, budget_s / 4))
-        with _compiled_model(path, "cpu", t) as compiled:
-            backends["compiled_model_cpu"] = _stats(time_calls(_compiled_call(compiled), runs, budget_s / 4))
+        if batch == 1:  # CompiledModel is timed with the model's own input shape
+            with _compiled_model(path, "cpu", t) as compiled:
+                backends["compiled_model_cpu"] = _stats(time_calls(_compiled_call(compiled), runs, budget_s / 4))
         result["backends"][str(t)] = backends
     result["accelerators"] = probe_accelerators(path, min(threads))
     if memory:
@@ -319,12 +325,17 @@ def calibrate_variant(models: Path, entry: Mapping[str, Any], threads: Iterable[
 
 
 def calibrate(manifest: Path, threads: Iterable[int] = (1, 2), runs: int = 30, budget_s: float = 5.0,
-              memory: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Calibrate every variant of ``manifest``; damaged or unloadable files land in ``failed``."""
+              memory: bool = True, log: Callable[[str], None] | None = None, batch: int = 1) -> dict[str, Any]:
+    """Calibrate every variant of ``manifest``; damaged or unloadable files land in ``failed``.
+
+    ``batch`` is the number of inputs per request the app sends: latencies are per request of that
+    size (the manifest's are per single input, ``batch=1``)."""
     from helpers.accounting import sha256
     from helpers.selection import load_verified
 
     threads = sorted(set(int(t) for t in threads))
+    if not isinstance(batch, int) or batch < 1:
+        raise CalibrationError(f"batch must be a positive integer, got {batch!r}.")
     if not threads or threads[0] < 1:
         raise CalibrationError(f"thread counts must be positive integers, got {threads}.")
     manifest = Path(manifest)
@@ -332,13 +343,13 @@ def calibrate(manifest: Path, threads: Iterable[int] = (1, 2), runs: int = 30, b
     say = log or (lambda line: print(line, file=sys.stderr))
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "manifest": manifest.name,
                            "manifest_sha256": sha256(manifest), "made_on": machine_info(threads),
-                           "runs": runs, "budget_s_per_thread_count": budget_s, "variants": {}, "failed": []}
+                           "runs": runs, "batch": batch, "budget_s_per_thread_count": budget_s, "variants": {}, "failed": []}
     for skipped in verified.skipped:
         doc["failed"].append({"name": skipped.name, "reason": skipped.reason})
         say(f"calibrate: {skipped.name}: {skipped.reason}; skipped")
     for entry in verified.variants:
         try:
-            doc["variants"][entry["name"]] = calibrate_variant(manifest.parent, entry, threads, runs, budget_s, memory)
+            doc["variants"][entry["name"]] = calibrate_variant(manifest.parent, entry, threads, runs, budget_s, memory, batch)
         except Exception as exc:  # noqa: BLE001 - report and go on: one bad file must not stop the rest
             reason = _first_line(exc)
             doc["failed"].append({"name": entry["name"], "reason": reason})
@@ -363,8 +374,12 @@ def load_calibration(path: Path) -> dict[str, Any]:
 
 def apply_calibration(variants: Iterable[Mapping[str, Any]], calibration: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Manifest entries with their latency (p50 and p95 per thread count) and peak memory replaced by
-    the calibrated numbers, where the calibrated file is the same file (same SHA-256). Entries the
-    calibration does not cover keep the manifest's numbers and get ``calibrated: False``."""
+    the calibrated numbers, where the calibrated file is the same file (same SHA-256).
+
+    With a single-input calibration (``batch`` 1, the manifest's own unit), entries it does not
+    cover keep the manifest's numbers and get ``calibrated: False``. A calibration of larger requests
+    measures another unit, so uncovered entries are left out rather than compared across units."""
+    batch = int(calibration.get("batch", 1))
     out = []
     for entry in variants:
         entry = dict(entry)
@@ -375,6 +390,8 @@ def apply_calibration(variants: Iterable[Mapping[str, Any]], calibration: Mappin
             if measured.get("peak_memory_bytes"):
                 entry["peak_memory_bytes"] = measured["peak_memory_bytes"]
             entry["calibrated"] = True
+        elif batch != 1:
+            continue
         else:
             entry["calibrated"] = False
         out.append(entry)
@@ -402,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--runs", type=int, default=30, help="timed runs at least, after warm-up (default 30)")
+    parser.add_argument("--batch", type=int, default=1, help="inputs per request, as the app sends them (default 1)")
     parser.add_argument("--budget-s", type=float, default=5.0, help="seconds of timing per variant and thread count")
     parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory measurement")
     parser.add_argument("--out", type=Path, required=True)
@@ -410,12 +428,12 @@ def main(argv: list[str] | None = None) -> int:
         threads = [int(t) for t in args.threads.split(",") if t.strip()]
     except ValueError:
         parser.error(f"--threads must be comma-separated integers, got {args.threads!r}")
-    if not threads or min(threads) < 1 or args.runs < 1 or not 0 < args.budget_s < 3600:
-        parser.error("--threads must be positive, --runs >= 1, and 0 < --budget-s < 3600")
+    if not threads or min(threads) < 1 or args.runs < 1 or args.batch < 1 or not 0 < args.budget_s < 3600:
+        parser.error("--threads and --batch must be positive, --runs >= 1, and 0 < --budget-s < 3600")
     from helpers.registry import ManifestError
 
     try:
-        doc = calibrate(args.manifest, threads, args.runs, args.budget_s, memory=not args.no_memory,
+        doc = calibrate(args.manifest, threads, args.runs, args.budget_s, memory=not args.no_memory, batch=args.batch,
                         log=lambda line: print(line, file=sys.stderr))
     except (ManifestError, CalibrationError, OSError) as exc:
         print(f"calibrate: {exc}", file=sys.stderr)

@@ -102,6 +102,22 @@ def test_apply_calibration_replaces_only_the_same_file() -> None:
     assert variants[0]["latency_ms"] == {"1": 1.0}  # inputs are not modified
 
 
+def test_apply_calibration_of_larger_requests_drops_uncovered_entries() -> None:
+    variants = [{"name": "a", "sha256": "1" * 64, "latency_ms": {"1": 1.0}},
+                {"name": "b", "sha256": "2" * 64, "latency_ms": {"1": 2.0}}]
+    cal = {"batch": 64, "variants": {"a": {"sha256": "1" * 64, "latency_ms": {"1": 50.0}, "p95_ms": {"1": 60.0}}}}
+    assert [v["name"] for v in calibrate.apply_calibration(variants, cal)] == ["a"]
+
+
+def test_batch_calibration_times_requests_of_that_size(tflite_files, tmp_path: Path, digits) -> None:
+    entry = {"name": "fp32", "path": tflite_files["fp32"].name, "sha256": None}
+    one = calibrate.calibrate_variant(tflite_files["fp32"].parent, entry, [1], runs=30, budget_s=1, memory=False)
+    many = calibrate.calibrate_variant(tflite_files["fp32"].parent, entry, [1], runs=30, budget_s=1, memory=False,
+                                       batch=64)
+    assert many["latency_ms"]["1"] > one["latency_ms"]["1"]  # 64 inputs per call cost more than one
+    assert "compiled_model_cpu" in one["backends"]["1"] and "compiled_model_cpu" not in many["backends"]["1"]
+
+
 @pytest.mark.parametrize("content,words", [(None, "No calibration file"), ("{", "not valid JSON"),
                                            (json.dumps({"schema_version": 99, "variants": {}}), "version")])
 def test_load_calibration_errors_are_one_line(tmp_path: Path, content, words) -> None:
