@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import helpers  # noqa: F401  (legacy Keras before TensorFlow)
+
+# hypothesis keeps no example database and no cache in the checkout
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "workbook-hypothesis"))
+settings.register_profile("workbook", database=None)
+settings.load_profile("workbook")
+
 from helpers import data
 from helpers.keras_setup import keras, tf
 from helpers.repro import set_seed
