@@ -35,6 +35,7 @@ class Served:
     latency_ms: float
     prediction: int
     invoke_ms: float = float("nan")
+    predictions: tuple[int, ...] = ()  # every input's class when the request is a batch
 
     @property
     def overhead_ms(self) -> float:
@@ -61,10 +62,29 @@ def _live(model: LiteRTModel) -> tuple[LiteRTModel, int, int]:
     return model, it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
 
 
+def _load(path: Path, threads: int, batch: int) -> LiteRTModel:
+    """A model whose input takes ``batch`` rows, resized and allocated once, before it serves."""
+    model = LiteRTModel(Path(path), num_threads=threads)
+    if batch != 1:
+        it = model.interpreter
+        detail = it.get_input_details()[0]
+        it.resize_tensor_input(detail["index"], [batch, *detail["shape"][1:]])
+        it.allocate_tensors()
+    return model
+
+
+def _warm_up(live: tuple[LiteRTModel, int, int]) -> None:
+    """Invoke once on zeros, before the model serves."""
+    it = live[0].interpreter
+    detail = it.get_input_details()[0]
+    it.set_tensor(live[1], np.zeros(detail["shape"], detail["dtype"]))
+    it.invoke()
+
+
 class _Loader(threading.Thread):
-    def __init__(self, name: str, path: Path, threads: int) -> None:
+    def __init__(self, name: str, path: Path, threads: int, batch: int = 1) -> None:
         super().__init__(daemon=True)
-        self.variant, self.path, self.threads = name, path, threads
+        self.variant, self.path, self.threads, self.batch = name, path, threads, batch
         self.model: LiteRTModel | None = None
         self.error: BaseException | None = None
         self.load_ms = 0.0
@@ -72,7 +92,7 @@ class _Loader(threading.Thread):
     def run(self) -> None:
         t0 = time.perf_counter()
         try:
-            model = LiteRTModel(self.path, num_threads=self.threads)
+            model = _load(self.path, self.threads, self.batch)
             it = model.interpreter
             detail = it.get_input_details()[0]
             it.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
@@ -90,11 +110,19 @@ class HotSwapServer:
     ``serve`` call after the load finishes uses the new interpreter. A failed load keeps the old
     interpreter serving and is recorded in ``failed_swaps``; a load overtaken by a newer
     ``swap_to`` is never used and is recorded in ``superseded``. Serving never waits for a load.
+
+    ``batch`` is the number of inputs per request: with ``batch=1`` a request is one input without
+    the batch axis; with more, a request is an array of exactly ``batch`` inputs, and every
+    interpreter is resized to that batch once, when it is loaded, never on the request path.
     """
 
-    def __init__(self, name: str, path: Path, threads: int) -> None:
+    def __init__(self, name: str, path: Path, threads: int, batch: int = 1) -> None:
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}.")
+        self.batch = batch
         self.current = (name, threads)
-        self._live = _live(LiteRTModel(Path(path), num_threads=threads))
+        self._live = _live(_load(Path(path), threads, batch))
+        _warm_up(self._live)  # the first request must not pay the interpreter's one-time setup
         self._pending: _Loader | None = None
         self._pending_since = 0
         self.log: list[Served] = []
@@ -114,7 +142,7 @@ class HotSwapServer:
         if self._pending is not None:  # a newer decision supersedes a load still in flight: let it
             self.superseded.append(self._pending.variant)  # finish in the background, never use it
             self._pending = None
-        self._pending = _Loader(name, Path(path), threads)
+        self._pending = _Loader(name, Path(path), threads, self.batch)
         self._pending_since = len(self.log)
         self._pending.start()
         return True
@@ -132,19 +160,26 @@ class HotSwapServer:
         self._live, self.current = _live(loader.model), (loader.variant, loader.threads)
 
     def serve(self, x: np.ndarray) -> Served:
-        """Answer one request (a single input without the batch axis) and log it."""
+        """Answer one request and log it: a single input without the batch axis (``batch=1``), or
+        an array of ``batch`` inputs."""
         self._maybe_swap()
         model, in_index, out_index = self._live  # read the one reference once per request
         it = model.interpreter
+        x = np.asarray(x)
+        if self.batch == 1:
+            x = x[None]
+        elif len(x) != self.batch:
+            raise ValueError(f"this server answers requests of {self.batch} inputs, got {len(x)}.")
         t0 = time.perf_counter_ns()
-        it.set_tensor(in_index, model.prepare_input(np.asarray(x)[None]))
+        it.set_tensor(in_index, model.prepare_input(x))
         t1 = time.perf_counter_ns()
         it.invoke()
         t2 = time.perf_counter_ns()
         logits = it.get_tensor(out_index)
-        prediction = int(np.argmax(logits[0]))  # argmax is unchanged by dequantization (scale > 0)
+        classes = np.argmax(logits, axis=-1)  # argmax is unchanged by dequantization (scale > 0)
         t3 = time.perf_counter_ns()
-        served = Served(len(self.log), self.current[0], self.current[1], (t3 - t0) / 1e6, prediction, (t2 - t1) / 1e6)
+        served = Served(len(self.log), self.current[0], self.current[1], (t3 - t0) / 1e6, int(classes[0]),
+                        (t2 - t1) / 1e6, tuple(int(c) for c in classes) if self.batch > 1 else ())
         self.log.append(served)
         return served
 

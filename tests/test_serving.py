@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from helpers.selection import KB, Constraints, pareto_front, select_variant
 from helpers.serving import HotSwapServer
@@ -71,3 +72,22 @@ def test_pareto_plot_uses_a_log_axis_and_labels_only_the_front():
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "chosen: ptq_int8" in legend and "post-training quantization" in legend and "other" in legend
     plt.close("all")
+
+
+def test_batch_requests_are_answered_by_a_model_resized_once(tflite_files, digits):
+    from helpers.litert_runner import LiteRTModel
+
+    server = HotSwapServer("fp32", tflite_files["fp32"], threads=1, batch=16)
+    x = digits.x_test[:32]
+    first, second = server.serve(x[:16]), server.serve(x[16:])
+    expected = LiteRTModel(tflite_files["fp32"]).predict(x).argmax(-1)
+    assert list(first.predictions + second.predictions) == expected.tolist()
+    assert first.prediction == expected[0] and 0 < first.invoke_ms <= first.latency_ms
+    server.swap_to("int8", tflite_files["int8"], threads=1)
+    server.finish()
+    swapped = server.serve(x[:16])
+    assert swapped.variant == "int8" and len(swapped.predictions) == 16
+    with pytest.raises(ValueError, match="requests of 16"):
+        server.serve(x[:8])
+    with pytest.raises(ValueError, match="batch"):
+        HotSwapServer("fp32", tflite_files["fp32"], threads=1, batch=0)
