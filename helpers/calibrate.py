@@ -44,7 +44,13 @@ ACCELERATORS = ("npu", "gpu", "cpu")  # CompiledModel's fixed priority: first th
 
 
 class CalibrationError(ValueError):
-    """A calibration file that cannot be used (missing, malformed, or for another manifest)."""
+    """A calibration that cannot be made or used: a malformed or missing calibration file, or a
+    request the manifest cannot answer (``status`` 2 for a usage error such as an unknown variant
+    name, 3 for an unusable file)."""
+
+    def __init__(self, message: str, status: int = 3) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # ------------------------------------------------------------------------------------------------
@@ -325,8 +331,10 @@ def calibrate_variant(models: Path, entry: Mapping[str, Any], threads: Iterable[
 
 
 def calibrate(manifest: Path, threads: Iterable[int] = (1, 2), runs: int = 30, budget_s: float = 5.0,
-              memory: bool = True, log: Callable[[str], None] | None = None, batch: int = 1) -> dict[str, Any]:
-    """Calibrate every variant of ``manifest``; damaged or unloadable files land in ``failed``.
+              memory: bool = True, log: Callable[[str], None] | None = None, batch: int = 1,
+              variants: Iterable[str] | None = None) -> dict[str, Any]:
+    """Calibrate every variant of ``manifest`` (or only those named in ``variants``); damaged or
+    unloadable files land in ``failed``.
 
     ``batch`` is the number of inputs per request the app sends: latencies are per request of that
     size (the manifest's are per single input, ``batch=1``)."""
@@ -335,19 +343,29 @@ def calibrate(manifest: Path, threads: Iterable[int] = (1, 2), runs: int = 30, b
 
     threads = sorted(set(int(t) for t in threads))
     if not isinstance(batch, int) or batch < 1:
-        raise CalibrationError(f"batch must be a positive integer, got {batch!r}.")
+        raise CalibrationError(f"batch must be a positive integer, got {batch!r}.", status=2)
     if not threads or threads[0] < 1:
-        raise CalibrationError(f"thread counts must be positive integers, got {threads}.")
+        raise CalibrationError(f"thread counts must be positive integers, got {threads}.", status=2)
     manifest = Path(manifest)
     verified = load_verified(manifest)
     say = log or (lambda line: print(line, file=sys.stderr))
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "manifest": manifest.name,
                            "manifest_sha256": sha256(manifest), "made_on": machine_info(threads),
                            "runs": runs, "batch": batch, "budget_s_per_thread_count": budget_s, "variants": {}, "failed": []}
+    wanted = None if variants is None else set(variants)
+    if wanted is not None:
+        unknown = wanted - {v["name"] for v in verified.variants} - {s.name for s in verified.skipped}
+        if unknown:
+            raise CalibrationError(f"no variant named {', '.join(sorted(unknown))} in {manifest.name}; "
+                                   f"choose from {', '.join(sorted(v['name'] for v in verified.variants))}.", status=2)
     for skipped in verified.skipped:
+        if wanted is not None and skipped.name not in wanted:
+            continue
         doc["failed"].append({"name": skipped.name, "reason": skipped.reason})
         say(f"calibrate: {skipped.name}: {skipped.reason}; skipped")
     for entry in verified.variants:
+        if wanted is not None and entry["name"] not in wanted:
+            continue
         try:
             doc["variants"][entry["name"]] = calibrate_variant(manifest.parent, entry, threads, runs, budget_s, memory, batch)
         except Exception as exc:  # noqa: BLE001 - report and go on: one bad file must not stop the rest
@@ -421,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30, help="timed runs at least, after warm-up (default 30)")
     parser.add_argument("--batch", type=int, default=1, help="inputs per request, as the app sends them (default 1)")
     parser.add_argument("--budget-s", type=float, default=5.0, help="seconds of timing per variant and thread count")
+    parser.add_argument("--variants", nargs="+", metavar="NAME", help="calibrate only these variants")
     parser.add_argument("--no-memory", action="store_true", help="skip the fresh-process peak-memory measurement")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -433,11 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     from helpers.registry import ManifestError
 
     try:
-        doc = calibrate(args.manifest, threads, args.runs, args.budget_s, memory=not args.no_memory, batch=args.batch,
+        doc = calibrate(args.manifest, threads, args.runs, args.budget_s, memory=not args.no_memory, batch=args.batch, variants=args.variants,
                         log=lambda line: print(line, file=sys.stderr))
     except (ManifestError, CalibrationError, OSError) as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
-        return 3
+        return getattr(exc, "status", 3)
     atomic_write_text(args.out, json.dumps(doc, indent=2, allow_nan=False) + "\n")
     _quiet_shutdown()
     for name, v in doc["variants"].items():

@@ -135,6 +135,13 @@ def test_cli_usage_errors_exit_2(tmp_path: Path, args) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+def test_cli_unknown_variant_is_a_usage_error(calibrated_manifest: Path, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "helpers.calibrate", "--manifest", str(calibrated_manifest),
+                           "--variants", "fp32", "nope", "--out", str(tmp_path / "o.json")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_cli_unusable_manifest_exits_3(tmp_path: Path) -> None:
     (tmp_path / "m.json").write_text("not json")
     proc = subprocess.run([sys.executable, "-m", "helpers.calibrate", "--manifest", str(tmp_path / "m.json"),
