@@ -19,7 +19,7 @@ import pandas as pd
 
 from helpers.keras_setup import keras, quiet_native_stderr, tf
 from helpers.accounting import StoredTensor, op_name, read_flatbuffer, stored_tensors, tensor_name, tensor_type_name
-from helpers.litert_runner import ModelSource, TFLiteModelError
+from helpers.litert_runner import ModelSource
 
 # Notebook 02 times its variants with these names; the one implementation is in helpers.litert_runner
 # (and helpers.latency.compare_latency builds the table from it).

@@ -44,11 +44,24 @@ def test_sparsity_from_keras_and_from_tflite(tiny_keras, tmp_path):
     assert accounting.tflite_sparsity(path, min_elements=1000) == pytest.approx(0.75, abs=0.02)
 
 
-def test_corrupt_file_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    "content, match",
+    [(b"not a model at all", "not a TFLite flatbuffer"), (b"1234TFL3" + b"\xff" * 40, "could not be parsed"),
+     (b"\x00" * 4, "not a TFLite flatbuffer")],
+)
+def test_every_flatbuffer_reader_refuses_a_corrupt_file(tmp_path, content, match):
+    from helpers import quantization, sparsity
+
     bad = tmp_path / "bad.tflite"
-    bad.write_bytes(b"1234TFL3" + b"\xff" * 40)
-    with pytest.raises(TFLiteModelError):
-        accounting.tflite_tensors(bad)
+    bad.write_bytes(content)
+    readers = [accounting.stored_tensors, accounting.tflite_tensors, accounting.dtype_table, sparsity.tflite_weights,
+               sparsity.tflite_op_counts, quantization.tflite_ops, lambda s: quantization.quant_params(s, "x"),
+               lambda s: quantization.stored_weights(s, "x")]
+    for read in readers:
+        with pytest.raises(TFLiteModelError, match=match):
+            read(bad)
+    with pytest.raises(TFLiteModelError, match="No model file"):
+        quantization.stored_weights(tmp_path / "missing.tflite", "x")
 
 
 def test_type_and_op_names_come_from_the_wheel_schema():

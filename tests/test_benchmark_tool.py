@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import matplotlib
 
 matplotlib.use("Agg")
 
-import pandas as pd
 import pytest
 
 import helpers  # noqa: F401
 from helpers import benchmark_tool
 from helpers.results_table import ReportError
-from manifest_entries import entry, frame, manifest
 
 
 # ---- cross-check with the wheel's benchmark tool -------------------------------------------------

@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pandas as pd
 import pytest
 
 import helpers  # noqa: F401

@@ -14,7 +14,7 @@ import pytest
 import helpers  # noqa: F401
 from helpers import pareto
 from helpers.results_table import ReportError
-from manifest_entries import entry, frame, manifest
+from manifest_entries import frame
 
 
 # ---- Pareto front --------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import pytest
 
 from helpers import data, quantization
 from helpers.keras_setup import keras, tf
-from helpers.litert_runner import TFLiteModelError
 from helpers.quantization import QuantizationError
 
 
@@ -77,17 +76,6 @@ def test_stored_weights_round_trip_within_half_step(tflite_files, tiny_keras):
 def test_unknown_tensor_name_lists_names(tflite_files):
     with pytest.raises(QuantizationError, match="no constant tensor.*'nope'"):
         quantization.quant_params(tflite_files["int8"], "nope")
-
-
-def test_corrupt_model_is_rejected(tmp_path):
-    bad = tmp_path / "bad.tflite"
-    bad.write_bytes(b"not a model at all")
-    with pytest.raises(TFLiteModelError, match="not a TFLite flatbuffer"):
-        quantization.tflite_ops(bad)
-    with pytest.raises(TFLiteModelError):
-        quantization.quant_params(b"\x00" * 4, "x")
-    with pytest.raises(TFLiteModelError, match="No model file"):
-        quantization.stored_weights(tmp_path / "missing.tflite", "x")
 
 
 def test_ops_table_of_float_model(tflite_files):

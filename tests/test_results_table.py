@@ -8,14 +8,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import pandas as pd
 import pytest
 
 import helpers  # noqa: F401
 from helpers import results_table
 from helpers.registry import ManifestError, load_manifest
 from helpers.results_table import ReportError
-from manifest_entries import entry, frame, manifest
+from manifest_entries import entry, manifest
 
 
 # ---- variants table ------------------------------------------------------------------------------
