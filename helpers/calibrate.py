@@ -105,18 +105,22 @@ def golden_agreement(models: Path, name: str, tflite: Path) -> dict[str, Any] | 
 # Timing
 # ------------------------------------------------------------------------------------------------
 
+MIN_TIMED_RUNS = 3  # a median of fewer is no measurement
+
+
 def time_calls(call: Callable[[], None], min_runs: int, budget_s: float, warmup: int = 5) -> np.ndarray:
     """Milliseconds of ``call`` over at least ``min_runs`` timed runs after ``warmup``; more runs
-    while time is left in ``budget_s``, up to 10x ``min_runs``. Stops at the budget even below
-    ``min_runs`` (the caller sees how many ran)."""
+    while time is left in ``budget_s`` (warm-up included), up to 10x ``min_runs``. Stops at the
+    budget even below ``min_runs``, but never before :data:`MIN_TIMED_RUNS` (the caller sees how
+    many ran)."""
     deadline = time.perf_counter() + budget_s
     for _ in range(warmup):
         call()
-    times = []
+    times: list[float] = []
     while len(times) < 10 * min_runs:
         if len(times) >= min_runs and time.perf_counter() > deadline - budget_s / 2:
             break
-        if time.perf_counter() > deadline:
+        if len(times) >= MIN_TIMED_RUNS and time.perf_counter() > deadline:
             break
         t0 = time.perf_counter_ns()
         call()

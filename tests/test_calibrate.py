@@ -86,6 +86,8 @@ def test_time_calls_respects_min_runs_and_budget() -> None:
     start = time.perf_counter()
     slow = calibrate.time_calls(lambda: time.sleep(0.05), min_runs=30, budget_s=0.3, warmup=0)
     assert len(slow) < 30 and time.perf_counter() - start < 1.0  # the budget wins over min_runs
+    # a warm-up that eats the whole budget still leaves a few timed runs, never an empty measurement
+    assert len(calibrate.time_calls(lambda: time.sleep(0.02), min_runs=30, budget_s=0.05, warmup=5)) == 3
 
 
 def test_apply_calibration_replaces_only_the_same_file() -> None:
