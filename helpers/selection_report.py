@@ -127,6 +127,7 @@ def pareto_plot(
     for handle in legend.legend_handles:
         if hasattr(handle, "set_sizes"):
             handle.set_sizes([30])
+            handle.set_alpha(1.0)  # the key shows each family's colour in full, even when its points are faded
     ax.text(1.02, 0.0, "Pareto front (accuracy, latency):\n" + "\n".join(key), transform=ax.transAxes, fontsize=7,
             va="bottom", ha="left", family="monospace")
     return ax
