@@ -5,8 +5,11 @@ TensorFlow is first imported:
 
 - ``TF_USE_LEGACY_KERAS=1`` so ``tf.keras`` is Keras 2 (``tf_keras``); tfmot 0.8.1 does not support
   Keras 3.
-- TensorFlow's C++ log level, so committed notebook outputs carry results, not log noise.
+- TensorFlow's C++ log level and oneDNN switch (both read when TensorFlow loads), so committed
+  notebook outputs carry results, not log noise, and runs are bit-identical.
 
+That is all it does: no warning filters, no plot styles (those are explicit calls, e.g.
+:func:`helpers.keras_setup.quiet_tensorflow_warnings`, which :func:`helpers.keras_setup.tf` makes).
 Nothing here imports TensorFlow; modules that need it import it themselves, so light tools
 (``python -m helpers.select``) start fast.
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 _LEGACY_KERAS = "TF_USE_LEGACY_KERAS"
 
@@ -29,10 +31,5 @@ if "tensorflow" in sys.modules and os.environ.get(_LEGACY_KERAS) != "1":
 os.environ[_LEGACY_KERAS] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide C++ INFO/WARNING/ERROR noise (e.g. no-GPU cuInit)
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-identical results run to run
-
-# Known, harmless messages that would otherwise clutter every committed notebook.
-warnings.filterwarnings("ignore", message=r"Statistics for quantized inputs were expected")
-warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"tensorflow.*|tf_keras.*")
 
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@ are int64 class indices.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -153,10 +154,81 @@ DOWNLOADABLE = {
 AVAILABLE = ("digits", *DOWNLOADABLE, "<path/to/file.npz>")
 
 
+def _npz_labels(path: Path, key: str, y: np.ndarray) -> np.ndarray:
+    """Labels as int64 class indices, or one clear error (strings, fractions, NaN, not 1-D)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DatasetUnavailableError(
+            f"{path.name}: {key} has shape {y.shape}; expected one class index per image, shape (N,) "
+            "(for one-hot labels use argmax(axis=1))."
+        )
+    if y.dtype == bool or np.issubdtype(y.dtype, np.integer):
+        return y.astype(np.int64)
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+            bad = y[~np.isfinite(y) | (y != np.round(y))][0].item()
+            raise DatasetUnavailableError(
+                f"{path.name}: {key} holds {bad!r}, which is not a class index; labels must be whole numbers 0..K-1."
+            )
+        return y.astype(np.int64)
+    raise DatasetUnavailableError(
+        f"{path.name}: {key} has dtype {y.dtype}; labels must be integer class indices 0..K-1 "
+        "(map names to indices and store the names in class_names)."
+    )
+
+
+def _npz_images(path: Path, arrays: dict[str, np.ndarray], keys: list[str]) -> dict[str, np.ndarray]:
+    """Check and scale the image arrays together (one scale for every split), or raise clearly."""
+    raw = {}
+    for key in keys:
+        x = np.asarray(arrays[key])
+        if x.ndim not in (3, 4):
+            raise DatasetUnavailableError(f"{path.name}: {key} has shape {x.shape}; expected (N, H, W) or (N, H, W, C).")
+        if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise DatasetUnavailableError(f"{path.name}: {key} has dtype {x.dtype}; images must be integers 0..255 or floats in [0, 1].")
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            bad = ~np.isfinite(x)
+            images = int(bad.reshape(len(x), -1).any(axis=1).sum())
+            raise DatasetUnavailableError(
+                f"{path.name}: {key} has {int(bad.sum())} NaN or infinite pixel value(s) in {images} image(s); "
+                "fix or drop those images."
+            )
+        raw[key] = x
+    lo = min(float(x.min()) for x in raw.values())
+    hi = max(float(x.max()) for x in raw.values())
+    integer = all(np.issubdtype(x.dtype, np.integer) for x in raw.values())
+    if lo < 0 or hi > 255:
+        raise DatasetUnavailableError(
+            f"{path.name}: pixel values span [{lo:g}, {hi:g}]; give integers 0..255 or floats in [0, 1]."
+        )
+    if integer or hi > 1.0:
+        if not integer:
+            warnings.warn(
+                f"{path.name}: float images span [{lo:g}, {hi:g}], so they are read as 0..255 and divided by 255.",
+                stacklevel=3,
+            )
+        scale = 255.0
+    else:
+        scale = 1.0
+    return {k: _images(x, scale) for k, x in raw.items()}
+
+
 def load_npz(path: Path, seed: int = 0) -> Dataset:
     """Your own data: an ``.npz`` with ``x_train, y_train, x_test, y_test`` (``x_val, y_val`` and
-    ``class_names`` optional). Integer images are scaled by 255; a validation split is carved from
-    train when absent."""
+    ``class_names`` optional), checked before use.
+
+    Images: (N, H, W) or (N, H, W, C), integers 0..255 or floats in [0, 1] (floats in 0..255 are
+    divided by 255, with a warning); no NaN or infinite pixels. Labels: whole-number class indices in
+    [0, number of classes). ``class_names`` (if given) names every label. ``x_val``/``y_val`` come
+    together, or a stratified validation split is carved from train (each class needs at least two
+    training images). The dataset's name is :func:`helpers.paths.npz_dataset_name` of the path, so
+    its models folder never collides with a built-in dataset's or another file's of the same stem.
+    Any problem raises one :class:`DatasetUnavailableError` that says what to fix.
+    """
+    from helpers.paths import npz_dataset_name
+
     path = Path(path)
     if not path.is_file():
         raise DatasetUnavailableError(f"No dataset file at {path}; pass an existing .npz file.")
@@ -170,26 +242,59 @@ def load_npz(path: Path, seed: int = 0) -> Dataset:
         raise DatasetUnavailableError(
             f"{path.name} lacks {', '.join(missing)}; it needs x_train, y_train, x_test, y_test."
         )
-
-    def images(key: str) -> np.ndarray:
-        x = arrays[key]
-        if x.ndim not in (3, 4):
+    if ("x_val" in arrays) != ("y_val" in arrays):
+        have, lack = ("x_val", "y_val") if "x_val" in arrays else ("y_val", "x_val")
+        raise DatasetUnavailableError(f"{path.name} has {have} but no {lack}; give both, or neither (a split is carved from train).")
+    splits = ["train", "test"] + (["val"] if "x_val" in arrays else [])
+    for split in splits:
+        for key in (f"x_{split}", f"y_{split}"):
+            if np.ndim(arrays[key]) == 0 or len(arrays[key]) == 0:
+                raise DatasetUnavailableError(f"{path.name}: {key} is empty; every split needs at least one image.")
+    xs = _npz_images(path, arrays, [f"x_{s}" for s in splits])
+    ys = {s: _npz_labels(path, f"y_{s}", arrays[f"y_{s}"]) for s in splits}
+    for split in splits:
+        if len(xs[f"x_{split}"]) != len(ys[split]):
             raise DatasetUnavailableError(
-                f"{path.name}: {key} has shape {x.shape}; expected (N, H, W) or (N, H, W, C)."
+                f"{path.name}: x_{split} has {len(xs[f'x_{split}'])} rows but y_{split} has {len(ys[split])}."
             )
-        return _images(x, 255.0 if np.issubdtype(x.dtype, np.integer) else 1.0)
-
-    x_tr, y_tr, x_te, y_te = images("x_train"), _labels(arrays["y_train"]), images("x_test"), _labels(arrays["y_test"])
-    for xs, ys, split in ((x_tr, y_tr, "train"), (x_te, y_te, "test")):
-        if len(xs) != len(ys):
-            raise DatasetUnavailableError(f"{path.name}: x_{split} has {len(xs)} rows but y_{split} has {len(ys)}.")
-    if x_tr.shape[1:] != x_te.shape[1:]:
-        raise DatasetUnavailableError(f"{path.name}: train images {x_tr.shape[1:]} and test images {x_te.shape[1:]} differ.")
-    n_classes = int(max(y_tr.max(), y_te.max())) + 1
-    names = tuple(str(c) for c in arrays["class_names"]) if "class_names" in arrays else tuple(str(i) for i in range(n_classes))
-    if "x_val" in arrays and "y_val" in arrays:
-        return Dataset(path.stem, x_tr, y_tr, images("x_val"), _labels(arrays["y_val"]), x_te, y_te, names)
-    return _with_val(path.stem, (x_tr, y_tr), (x_te, y_te), names, seed, val_fraction=0.1)
+        if xs[f"x_{split}"].shape[1:] != xs["x_train"].shape[1:]:
+            raise DatasetUnavailableError(
+                f"{path.name}: {split} images {xs[f'x_{split}'].shape[1:]} and train images {xs['x_train'].shape[1:]} differ."
+            )
+    low = min(int(y.min()) for y in ys.values())
+    high = max(int(y.max()) for y in ys.values())
+    if low < 0:
+        raise DatasetUnavailableError(f"{path.name}: a label is {low}; labels are class indices 0..K-1.")
+    if "class_names" in arrays:
+        raw_names = np.asarray(arrays["class_names"])
+        if raw_names.ndim != 1 or len(raw_names) == 0:
+            raise DatasetUnavailableError(f"{path.name}: class_names must be a non-empty list of names, got shape {raw_names.shape}.")
+        names = tuple(str(c) for c in raw_names)
+        if len(set(names)) != len(names):
+            raise DatasetUnavailableError(f"{path.name}: class_names has duplicates; each class needs its own name.")
+        if high >= len(names):
+            raise DatasetUnavailableError(
+                f"{path.name}: a label is {high} but class_names names only {len(names)} classes (0..{len(names) - 1}); "
+                "add the missing names or fix the labels."
+            )
+    else:
+        names = tuple(str(i) for i in range(high + 1))
+    name = npz_dataset_name(path)
+    if "val" in ys:
+        return Dataset(name, xs["x_train"], ys["train"], xs["x_val"], ys["val"], xs["x_test"], ys["test"], names)
+    classes, counts = np.unique(ys["train"], return_counts=True)
+    if counts.min() < 2:
+        raise DatasetUnavailableError(
+            f"{path.name}: class {names[int(classes[counts.argmin()])]!r} has only {counts.min()} training image(s); "
+            "a stratified validation split needs at least 2 per class (add images, or give x_val and y_val)."
+        )
+    try:
+        return _with_val(name, (xs["x_train"], ys["train"]), (xs["x_test"], ys["test"]), names, seed, val_fraction=0.1)
+    except ValueError as exc:  # e.g. fewer validation images than classes
+        raise DatasetUnavailableError(
+            f"{path.name}: cannot carve a stratified validation split from {len(ys['train'])} training images "
+            f"({exc}); add images, or give x_val and y_val."
+        ) from exc
 
 
 def dataset_name(name: str | None = None) -> str:

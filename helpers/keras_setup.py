@@ -6,6 +6,8 @@ import contextlib
 import logging
 import os
 import sys
+import threading
+import warnings
 from types import ModuleType
 from typing import Any, Iterator
 
@@ -16,6 +18,11 @@ class Keras3ModelError(TypeError):
     """A Keras 3 model reached code that needs a Keras 2 (tf_keras) model."""
 
 
+_STDERR_LOCK = threading.Lock()
+_stderr_depth = 0  # how many quiet_native_stderr blocks are open, in any thread
+_stderr_saved: tuple[int, int] | None = None  # (fd 2, a dup of the real stderr) while silenced
+
+
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[None]:
     """Send native (C++) writes to stderr to /dev/null for the duration of the block.
@@ -23,24 +30,54 @@ def quiet_native_stderr() -> Iterator[None]:
     TensorFlow and LiteRT print start-up banners ("Could not find cuda drivers", "Created TensorFlow
     Lite XNNPACK delegate") straight to file descriptor 2, which Jupyter copies into cell outputs.
     Python exceptions still propagate normally.
+
+    Thread-safe: file descriptor 2 belongs to the whole process, so the first block to open (in any
+    thread) swaps it for /dev/null and the last one to close restores it (a lock and a reference
+    count). While any thread is inside a block, native stderr of every thread is silenced.
     """
+    global _stderr_depth, _stderr_saved
+    with _STDERR_LOCK:
+        if _stderr_depth == 0:
+            try:
+                fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+                saved = os.dup(fd)
+            except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to silence
+                _stderr_saved = None
+            else:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, fd)
+                finally:
+                    os.close(devnull)
+                _stderr_saved = (fd, saved)
+        _stderr_depth += 1
     try:
-        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
-        saved = os.dup(fd)
-    except (OSError, ValueError):  # no real stderr (embedded interpreters): nothing to silence
         yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), fd)
-            yield
     finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        with _STDERR_LOCK:
+            _stderr_depth -= 1
+            if _stderr_depth == 0 and _stderr_saved is not None:
+                fd, saved = _stderr_saved
+                _stderr_saved = None
+                try:
+                    os.dup2(saved, fd)
+                finally:
+                    os.close(saved)
+
+
+def quiet_tensorflow_warnings() -> None:
+    """Hide known, harmless Python warnings of TensorFlow and its converter (called by :func:`tf`):
+    deprecation notices from ``tensorflow``/``tf_keras`` modules and the converter's note about
+    missing statistics for quantized inputs. Idempotent."""
+    warnings.filterwarnings("ignore", message=r"Statistics for quantized inputs were expected")
+    warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"tensorflow.*|tf_keras.*")
 
 
 def tf() -> ModuleType:
-    """Return the ``tensorflow`` module, imported with legacy Keras and quiet logs."""
+    """Return the ``tensorflow`` module, imported with legacy Keras, quiet logs and
+    :func:`quiet_tensorflow_warnings`."""
+    quiet_tensorflow_warnings()
     if "tensorflow" not in sys.modules:
         with quiet_native_stderr():
             import tensorflow  # noqa: F401

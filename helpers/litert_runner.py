@@ -2,7 +2,10 @@
 and an honest latency benchmark.
 
 Integer models are handled transparently: float inputs are quantized with the input tensor's scale
-and zero-point, integer outputs are dequantized, so the same call works for every variant.
+and zero-point, integer outputs are dequantized, so the same call works for every variant. Bad input
+gets one clear :class:`TFLiteModelError`: a wrong shape or dtype, an empty batch, NaN or infinite
+values, 0..255 floats fed to an integer model that expects [0, 1], or integer arrays not marked
+``quantized=True``.
 """
 
 from __future__ import annotations
@@ -101,8 +104,14 @@ class LiteRTModel:
     def output_spec(self) -> TensorSpec:
         return _spec(self._out)
 
-    def prepare_input(self, x: np.ndarray) -> np.ndarray:
-        """Check ``x`` against the model's input and convert it (quantize for integer models)."""
+    def prepare_input(self, x: np.ndarray, *, quantized: bool = False, allow_nonfinite: bool = False) -> np.ndarray:
+        """Check ``x`` against the model's input and convert it (quantize for integer models).
+
+        Refused with one :class:`TFLiteModelError`: a wrong shape, an empty batch, NaN or infinite
+        values (``allow_nonfinite=True`` runs them anyway), floats far outside what an integer
+        model's input can represent (0..255 images fed to a model trained on [0, 1]), and integer
+        arrays unless ``quantized=True`` says they already are in the model's quantized domain.
+        """
         x = np.asarray(x)
         want = tuple(int(d) for d in self._in["shape"][1:])
         if x.shape[1:] != want:
@@ -110,18 +119,47 @@ class LiteRTModel:
                 f"input has shape {x.shape}, the model expects (batch, {', '.join(map(str, want))}); "
                 "reshape or resize the input to match."
             )
+        if x.shape[0] == 0:
+            raise TFLiteModelError("the input batch is empty (0 images); pass at least one image.")
         dtype = np.dtype(self._in["dtype"])
         if not np.issubdtype(x.dtype, np.floating):
-            if x.dtype == dtype:
-                return x  # already in the model's integer domain
+            if x.dtype == dtype and quantized:
+                return x  # the caller says it is already in the model's integer domain
+            if x.dtype == dtype and np.issubdtype(dtype, np.integer):
+                raise TFLiteModelError(
+                    f"input is {x.dtype} like the model's input; if it is already quantized (scale "
+                    f"{self._in['quantization'][0]:.6g}, zero point {self._in['quantization'][1]}), pass quantized=True; "
+                    "otherwise pass float32 images scaled like the training data (the helper quantizes them)."
+                )
             raise TFLiteModelError(
                 f"input dtype is {x.dtype}, the model expects {dtype.name}; pass float32 images "
                 "scaled like the training data (the helper quantizes them for integer models)."
             )
+        if quantized:
+            raise TFLiteModelError(f"quantized=True needs {dtype.name} input, got {x.dtype}.")
+        if not allow_nonfinite:
+            finite = np.isfinite(x)
+            if not finite.all():
+                raise TFLiteModelError(
+                    f"the input holds {int(x.size - finite.sum())} NaN or infinite value(s); clean the input "
+                    "(or pass allow_nonfinite=True to run it anyway)."
+                )
         if np.issubdtype(dtype, np.integer):
             scale, zero_point = self._in["quantization"]
             info = np.iinfo(dtype)
-            q = np.round(x.astype(np.float32) / scale + zero_point)
+            if scale > 0:
+                lo, hi = (info.min - zero_point) * scale, (info.max - zero_point) * scale
+                width = hi - lo
+                finite = x[np.isfinite(x)]  # with allow_nonfinite, judge the scale by the finite values
+                x_lo, x_hi = (float(finite.min()), float(finite.max())) if finite.size else (lo, hi)
+                if x_hi > hi + width or x_lo < lo - width:
+                    raise TFLiteModelError(
+                        f"input values span [{x_lo:.4g}, {x_hi:.4g}] but this {dtype.name} model's input represents "
+                        f"only [{lo:.4g}, {hi:.4g}]; scale the input like the training data (e.g. divide 0..255 "
+                        "pixels by 255), or pass already-quantized integers with quantized=True."
+                    )
+            with np.errstate(invalid="ignore"):
+                q = np.round(x.astype(np.float32) / scale + zero_point)
             return np.clip(q, info.min, info.max).astype(dtype)
         return x.astype(dtype)
 
@@ -141,15 +179,24 @@ class LiteRTModel:
         it.invoke()
         return it.get_tensor(self._out["index"])
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Float outputs (logits or scores) for ``x``, run in batches of ``batch_size``."""
-        xq = self.prepare_input(x)
+    def predict(
+        self, x: np.ndarray, batch_size: int = 256, *, quantized: bool = False, allow_nonfinite: bool = False
+    ) -> np.ndarray:
+        """Float outputs (logits or scores) for ``x``, run in batches of ``batch_size``.
+
+        ``quantized`` and ``allow_nonfinite`` as in :meth:`prepare_input`."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise TFLiteModelError(f"batch_size must be a positive int, got {batch_size!r}.")
+        xq = self.prepare_input(x, quantized=quantized, allow_nonfinite=allow_nonfinite)
         outs = [self._dequantize(self._run(xq[i : i + batch_size])) for i in range(0, len(xq), batch_size)]
         return np.concatenate(outs, axis=0)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
-        """Top-1 accuracy on ``x, y``."""
-        return float(np.mean(np.argmax(self.predict(x, batch_size), axis=-1) == np.asarray(y)))
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 256, *, quantized: bool = False) -> float:
+        """Top-1 accuracy on ``x, y`` (NaN or infinite inputs are refused)."""
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise TFLiteModelError(f"x has {len(x)} images but y has {len(y)} labels; pass one label per image.")
+        return float(np.mean(np.argmax(self.predict(x, batch_size, quantized=quantized), axis=-1) == y))
 
 
 @dataclass(frozen=True)

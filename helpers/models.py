@@ -75,37 +75,38 @@ def load_or_train_baseline(models: Path, dataset: Any, seed: int = 0) -> Any:
     (:data:`BASELINE_RECIPE`, same seed) and save it.
 
     Lets every notebook run alone from a fresh kernel. ``models`` is the dataset's models folder
-    (:func:`helpers.paths.models_dir`).
+    (:func:`helpers.paths.models_dir`). Holds ``baseline.keras.lock`` while it checks and trains,
+    so two processes never train it twice at once (the second waits, then loads it).
     """
+    from filelock import FileLock
+
     from helpers.repro import set_seed
     from helpers.training import fit
 
     path = Path(models) / BASELINE_KERAS
+    path.parent.mkdir(parents=True, exist_ok=True)
     k = keras()
-    if path.exists():
-        return k.models.load_model(path)
-    print(f"{path.name} not found: training the baseline as notebook 01 does ...")
-    set_seed(seed)
-    recipe = BASELINE_RECIPE
-    model = compile_classifier(
-        build_baseline_cnn(dataset.input_shape, dataset.num_classes), recipe["learning_rate"]
-    )
-    fit(model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val),
-        epochs=recipe["epochs"], batch_size=recipe["batch_size"], seed=seed, every=recipe["epochs"])
-    save_keras_atomic(model, path)
+    with FileLock(str(path) + ".lock", timeout=3600, is_singleton=True):
+        if path.exists():
+            return k.models.load_model(path)
+        print(f"{path.name} not found: training the baseline as notebook 01 does ...")
+        set_seed(seed)
+        recipe = BASELINE_RECIPE
+        model = compile_classifier(
+            build_baseline_cnn(dataset.input_shape, dataset.num_classes), recipe["learning_rate"]
+        )
+        fit(model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val),
+            epochs=recipe["epochs"], batch_size=recipe["batch_size"], seed=seed, every=recipe["epochs"])
+        save_keras_atomic(model, path)
     return model
 
 
 def save_keras_atomic(model: Any, path: Path) -> Path:
-    """Save a Keras model to ``path`` via a temp file and a rename."""
-    import os
+    """Save a Keras model to ``path`` via a unique temp file and a rename
+    (:func:`helpers.paths.atomic_write_with`); the temp file is removed if saving fails."""
+    from helpers.paths import atomic_write_with
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_with(Path(path), lambda tmp: model.save(tmp))
 
 
 def ensure_baseline_fp32(models: Path, dataset: Any, seed: int = 0) -> tuple[Any, Path]:
@@ -114,7 +115,8 @@ def ensure_baseline_fp32(models: Path, dataset: Any, seed: int = 0) -> tuple[Any
     What every notebook after 01 starts from. Whatever is missing is rebuilt as notebook 01 builds
     it: the Keras model (:func:`load_or_train_baseline`), the plain ``TFLiteConverter`` conversion,
     and the ``baseline_fp32`` manifest entry. A file that no longer matches its entry's SHA-256 is
-    converted and registered again.
+    converted and registered again. The check and the rebuild run under the manifest's lock
+    (:func:`helpers.registry.manifest_lock`), so two notebooks never rebuild it over each other.
     """
     from helpers import accounting, registry
     from helpers.keras_setup import quiet_native_stderr, tf
@@ -122,16 +124,17 @@ def ensure_baseline_fp32(models: Path, dataset: Any, seed: int = 0) -> tuple[Any
     model = load_or_train_baseline(models, dataset, seed)
     path = Path(models) / "baseline_fp32.tflite"
     manifest = registry.manifest_path(models)
-    entries = {v["name"]: v for v in registry.load_manifest(manifest)["variants"]} if manifest.exists() else {}
-    entry = entries.get("baseline_fp32")
-    if entry is not None and path.exists() and accounting.sha256(path) == entry["sha256"]:
-        return model, path
-    with quiet_native_stderr():
-        content = tf().lite.TFLiteConverter.from_keras_model(model).convert()
-    path = registry.save_tflite(content, models, "baseline_fp32")
-    registry.register_tflite(
-        models, path, "baseline_fp32", "baseline", dataset,
-        params=accounting.count_params(model), sparsity=accounting.keras_sparsity(model),
-    )
+    with registry.manifest_lock(manifest):
+        entries = {v["name"]: v for v in registry.load_manifest(manifest)["variants"]} if manifest.exists() else {}
+        entry = entries.get("baseline_fp32")
+        if entry is not None and path.exists() and accounting.sha256(path) == entry["sha256"]:
+            return model, path
+        with quiet_native_stderr():
+            content = tf().lite.TFLiteConverter.from_keras_model(model).convert()
+        path = registry.save_tflite(content, models, "baseline_fp32")
+        registry.register_tflite(
+            models, path, "baseline_fp32", "baseline", dataset,
+            params=accounting.count_params(model), sparsity=accounting.keras_sparsity(model),
+        )
     print("baseline_fp32 was missing or changed: converted and registered it as notebook 01 does")
     return model, path

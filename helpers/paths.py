@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 DATA_DIR_ENV = "WORKBOOK_DATA_DIR"
 
@@ -22,12 +25,36 @@ def data_dir(create: bool = True) -> Path:
     return path
 
 
-def models_dir(data: Path, dataset_name: str = "digits") -> Path:
+DEFAULT_DATASET = "digits"
+
+
+def npz_dataset_name(path: str | Path) -> str:
+    """The name of a user's ``.npz`` dataset: ``npz-<stem>-<8 hex of the resolved path>``.
+
+    Never equal to a built-in name (``digits``, ``mnist``, ...) and different for two files of the
+    same stem in different folders, so a user's data never shares a models folder with another's."""
+    path = Path(path).expanduser().resolve()
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", path.stem).strip("_") or "data"
+    return f"npz-{stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
+def dataset_key(dataset_name: str) -> str:
+    """The folder-safe name a dataset's artifacts are filed under: the name itself, or for a path
+    to an ``.npz`` file, :func:`npz_dataset_name`."""
+    if str(dataset_name).endswith(".npz"):
+        return npz_dataset_name(dataset_name)
+    key = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(dataset_name)).strip("._")
+    if not key:
+        raise ValueError(f"dataset name {dataset_name!r} has no letters or digits to name a folder after.")
+    return key
+
+
+def models_dir(data: Path, dataset_name: str = DEFAULT_DATASET) -> Path:
     """Where variants and their manifest live: ``<data>/models`` for the default dataset,
-    ``<data>/models-<name>`` for any other, so runs on different datasets never mix. Created if
-    missing."""
-    stem = Path(dataset_name).stem
-    path = Path(data) / ("models" if stem == "digits" else f"models-{stem}")
+    ``<data>/models-<name>`` for any other (a user's ``.npz`` gets ``models-npz-<stem>-<hash>``),
+    so runs on different datasets never mix. Created if missing."""
+    key = dataset_key(dataset_name)
+    path = Path(data) / ("models" if key == DEFAULT_DATASET else f"models-{key}")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -39,24 +66,51 @@ def results_dir(data: Path) -> Path:
     return path
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> Path:
-    """Write ``payload`` to ``path`` through a temp file and a rename: readers never see half a file."""
+def _umask() -> int:
+    """The process umask, read from /proc when possible (``os.umask`` to read it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def atomic_write_with(path: Path, write: Callable[[Path], None]) -> Path:
+    """Write ``path`` atomically with any writer that takes a file name: ``write(tmp)`` fills a
+    unique temp file in the same folder (same suffix, so ``savefig``/``model.save`` pick the right
+    format), which is then renamed over ``path``. Readers never see half a file, two writers never
+    share a temp name, and the temp file is removed when ``write`` fails.
+
+    Example: ``atomic_write_with(out / "plot.png", lambda tmp: fig.savefig(tmp, dpi=120))``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        write(tmp)
+        if tmp.is_file():
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp.is_dir():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` through a temp file and a rename: readers never see half a file."""
+    return atomic_write_with(path, lambda tmp: tmp.write_bytes(payload))
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

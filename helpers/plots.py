@@ -1,17 +1,47 @@
-"""Plots the notebooks share (seaborn/matplotlib). Each returns its ``Figure``."""
+"""Plots the notebooks share (seaborn/matplotlib). Each returns its ``Figure``.
+
+Importing this module changes no global style: each function draws inside :func:`style` (seaborn's
+``whitegrid`` style, ``notebook`` context, ``deep`` palette). Wrap your own plots in
+``with plots.style():`` for the same look.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import functools
+from typing import Any, Callable, Iterator, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-sns.set_theme(context="notebook", style="whitegrid")
 
 
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """The workbook's plot style for the block only (what ``sns.set_theme(context="notebook",
+    style="whitegrid")`` would set for the whole process)."""
+    from cycler import cycler
+
+    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook"),
+          "axes.prop_cycle": cycler(color=sns.color_palette("deep"))}
+    with plt.rc_context(rc):
+        yield
+
+
+def styled(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: run a plotting function inside :func:`style`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with style():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@styled
 def show_samples(x: np.ndarray, y: np.ndarray, class_names: Sequence[str], n: int = 10, seed: int = 0) -> plt.Figure:
     """A row of ``n`` random images with their labels."""
     idx = np.random.default_rng(seed).choice(len(x), size=min(n, len(x)), replace=False)
@@ -25,6 +55,7 @@ def show_samples(x: np.ndarray, y: np.ndarray, class_names: Sequence[str], n: in
     return fig
 
 
+@styled
 def class_balance(splits: dict[str, np.ndarray], class_names: Sequence[str]) -> plt.Figure:
     """Counts per class for each split (e.g. ``{"train": y_train, "test": y_test}``)."""
     frame = pd.concat(
@@ -37,6 +68,7 @@ def class_balance(splits: dict[str, np.ndarray], class_names: Sequence[str]) -> 
     return fig
 
 
+@styled
 def training_curves(history: pd.DataFrame) -> plt.Figure:
     """Loss and accuracy per epoch, training vs validation, from :func:`helpers.training.fit`."""
     long = history.reset_index().melt(id_vars="epoch", var_name="series", value_name="value")
@@ -49,6 +81,7 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
     return grid.figure
 
 
+@styled
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> plt.Figure:
     """Confusion matrix heatmap (counts), true classes on rows."""
     from sklearn.metrics import confusion_matrix

@@ -60,6 +60,19 @@ def tflite_files(tmp_path_factory, tiny_keras, digits) -> dict[str, Path]:
     return {"fp32": fp32, "int8": int8}
 
 
+@pytest.fixture(scope="session")
+def big_tflite(tmp_path_factory) -> tuple[Path, int]:
+    """A float32 dense model with ~2.2 M parameters (~8.9 MB of weights) on 8x8 inputs, and its
+    parameter count: a known, much larger amount of work and memory than ``tflite_files``."""
+    set_seed(0)
+    k = keras()
+    big = k.Sequential([k.layers.InputLayer(input_shape=(8, 8, 1)), k.layers.Flatten(), k.layers.Dense(2048),
+                        k.layers.Dense(1024), k.layers.Dense(10)])
+    path = tmp_path_factory.mktemp("big") / "big.tflite"
+    path.write_bytes(tf().lite.TFLiteConverter.from_keras_model(big).convert())
+    return path, big.count_params()
+
+
 @pytest.fixture()
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -250,20 +250,13 @@ def test_update_variant_only_onto_the_same_file(tmp_path):
 
 
 # ---------------------------------------------------------------- measured memory (real files)
-def test_peak_memory_grows_with_the_weights_a_model_touches(tmp_path, tflite_files):
-    """A model whose invoke() reads 8 MB more float32 weights must measure several MB more peak
+def test_peak_memory_grows_with_the_weights_a_model_touches(tflite_files, big_tflite):
+    """A model whose invoke() reads ~8.9 MB more float32 weights must measure several MB more peak
     memory than the tiny one: checks the measurement against a known quantity, not against itself."""
-    from helpers.keras_setup import keras, tf
-
-    k = keras()
-    big = k.Sequential([k.layers.InputLayer(input_shape=(8, 8, 1)), k.layers.Flatten(), k.layers.Dense(2048),
-                        k.layers.Dense(1024), k.layers.Dense(10)])  # (64*2048 + 2048*1024) float32 weights: ~8.9 MB
-    path = tmp_path / "big.tflite"
-    path.write_bytes(tf().lite.TFLiteConverter.from_keras_model(big).convert())
-    weights = 4 * big.count_params()
+    path, params = big_tflite
     tiny, large = measure_peak_memory(tflite_files["fp32"], runs=5), measure_peak_memory(path, runs=5)
     assert tiny.baseline_rss_bytes > 0 and tiny.threads == 1 and tiny.xnnpack
-    assert large.peak_growth_bytes - tiny.peak_growth_bytes > 0.5 * weights, (large, tiny, weights)
+    assert large.peak_growth_bytes - tiny.peak_growth_bytes > 0.5 * 4 * params, (large, tiny, params)
 
 
 def test_peak_memory_errors_are_clear(tmp_path):
