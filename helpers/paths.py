@@ -118,6 +118,17 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (the manifest stores it so an app can verify a
+    download). Lives here, with no numpy/pandas import, so the selector CLI starts fast;
+    ``helpers.accounting.sha256`` is the same function."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def relative_to_data(path: Path, data: Path) -> str:
     """``path`` shown relative to the data folder's parent (``data/models/x.tflite``), for outputs
     that must not leak the machine's absolute paths."""

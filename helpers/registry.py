@@ -28,6 +28,7 @@ import functools
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
@@ -61,9 +62,23 @@ def manifest_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 
 
+def _import_jsonschema() -> None:
+    """Import ``jsonschema`` without its optional IRI format checker: ``rfc3987_syntax`` (installed
+    with Jupyter) builds a grammar at import and takes seconds, and the manifest schema uses no
+    ``format``. Only the first import in a process is affected; nothing stays blocked."""
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        return
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # -> ImportError, which jsonschema tolerates
+    try:
+        import jsonschema  # noqa: F401
+    finally:
+        del sys.modules["rfc3987_syntax"]
+
+
 @functools.cache
 def _validators() -> tuple[Any, Any]:
     """(top-level validator, variant validator); integers are strict (``1.0`` and ``True`` are not)."""
+    _import_jsonschema()
     from jsonschema import Draft202012Validator, validators
 
     checker = Draft202012Validator.TYPE_CHECKER.redefine(
@@ -136,9 +151,10 @@ def variant_problem(entry: Any) -> str | None:
     bad = _non_finite(entry)
     if bad:
         return f"{bad} is NaN or infinite (not JSON; measure it again)"
+    validator = _validators()[1]
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validators()[1].iter_errors(entry), key=lambda e: (-len(e.absolute_path), 0))
+    error = best_match(validator.iter_errors(entry), key=lambda e: (-len(e.absolute_path), 0))
     return None if error is None else _explain(error)
 
 

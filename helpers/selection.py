@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Literal, NamedTuple
 
+from helpers.paths import sha256
 from helpers.registry import ManifestError, read_manifest, variant_problem
 
 Objective = Literal["best_accuracy", "fastest"]
@@ -112,8 +113,6 @@ def load_verified(manifest: Path, verify_hash: bool = True) -> VerifiedManifest:
     doc, bad = read_manifest(manifest)
     usable: list[dict[str, Any]] = []
     skipped: list[Skipped] = [Skipped(b.name, f"malformed entry: {b.reason}") for b in bad]
-    if verify_hash:
-        from helpers.accounting import sha256
     for entry in doc["variants"]:
         file = manifest.parent / entry["path"]
         if not file.is_file():

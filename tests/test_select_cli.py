@@ -209,7 +209,8 @@ def test_help_documents_the_exit_statuses(capsys):
 def test_cli_process_no_tensorflow_no_traceback(manifest, tmp_path):
     probe = (
         "import sys; from helpers import select; code = select.main(sys.argv[1:]); "
-        "assert 'tensorflow' not in sys.modules, 'the CLI imported TensorFlow'; sys.exit(code)"
+        "assert 'tensorflow' not in sys.modules, 'the CLI imported TensorFlow'; "
+        "assert not {'pandas', 'numpy', 'rfc3987_syntax'} & set(sys.modules), 'the CLI imported a slow module'; sys.exit(code)"
     )
     ok = subprocess.run([sys.executable, "-c", probe, "--manifest", str(manifest)], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
