@@ -1,173 +1,67 @@
-"""Knowledge distillation for tf_keras: a ``Distiller`` model, a small student, and one training
-routine that trains the student alone or distilled, so both arms of a comparison share every detail.
+"""Bookkeeping for knowledge distillation (notebook 06): the student, its batches, the training runs
+of a temperature/alpha sweep and of an alone-vs-distilled comparison over seeds, and saving a student.
 
-The loss (Hinton et al., 2015)::
+The distiller itself is the lesson: it is written in notebook 06, in the code cell tagged
+``distiller``. Nothing here holds a second copy of it. The functions that train take that class as
+an argument (``distiller_cls``), and :func:`lesson_distiller` defines it by running that very cell,
+for code that runs outside the notebook (the unit tests, the exercise solutions).
 
-    loss = alpha * CE(labels, student) + (1 - alpha) * T**2 * KL(softmax(teacher / T) || softmax(student / T))
+The contract ``distiller_cls`` must meet (the notebook's ``Distiller`` does)::
 
-``alpha`` weights the hard-label loss; the soft-target loss is scaled by ``T**2`` so its gradients
-keep the same size whatever the temperature. The teacher's logits can come from the teacher model
-(called frozen in every step) or from a cache computed once (``teacher.predict``): for a
-deterministic teacher (no augmentation, ``training=False``) both give the same training.
+    distiller_cls(student, temperature=..., alpha=...)   # a keras.Model subclass
+    .compile(optimizer=...); .fit(batches of (x, (labels, teacher_logits)))
 """
 
 from __future__ import annotations
 
-import math
+import functools
+import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
+import pandas as pd
 
-from helpers.keras_setup import ensure_keras2_model, keras, tf
-from helpers.training import batches
+from helpers.keras_setup import keras, tf
+from helpers.paths import project_root
+from helpers.repro import set_seed
+from helpers.training import batches, evaluate_keras
+
+LESSON_NOTEBOOK = "06_knowledge_distillation.ipynb"
+DISTILLER_TAG = "distiller"
 
 
 class DistillationError(ValueError):
-    """A distillation setting or input is invalid (alpha, temperature, output widths, logits)."""
-
-    # Lets TensorFlow's autograph re-raise this type (not a generic StagingError) when the check
-    # fails while ``fit`` traces ``train_step``.
-    __init__ = Exception.__init__
+    """A distillation input is invalid (cached logits, a missing distiller class)."""
 
 
-def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
-        raise DistillationError(
-            f"alpha weights the hard-label loss and must be a number in [0, 1], got {alpha!r} "
-            "(0 = learn from the teacher only, 1 = labels only)."
-        )
-    return float(alpha)
+def lesson_distiller(notebook: str | Path | None = None) -> type:
+    """The ``Distiller`` class of notebook 06, defined by running its code cell tagged ``distiller``.
 
-
-def _check_temperature(temperature: float) -> float:
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not math.isfinite(float(temperature))
-        or float(temperature) <= 0.0
-    ):
-        raise DistillationError(
-            f"temperature must be a finite number > 0, got {temperature!r} "
-            "(1 = the teacher's own probabilities; 2-8 soften them)."
-        )
-    return float(temperature)
-
-
-def _output_width(model: Any, role: str) -> int:
-    shape = getattr(model, "output_shape", None)
-    if not isinstance(shape, tuple) or len(shape) != 2 or shape[-1] is None:
-        raise DistillationError(
-            f"the {role} must output one logits vector per image, shape (batch, classes); got {shape!r}."
-        )
-    return int(shape[-1])
-
-
-class Distiller(keras().Model):
-    """Trains ``student`` to match the labels and a frozen teacher's softened predictions.
-
-    ``fit`` accepts batches ``(x, labels)`` (the teacher is called, frozen, in each step) or
-    ``(x, (labels, teacher_logits))`` (logits cached once; see :func:`distillation_dataset`).
-    Calling the distiller runs the student; ``save`` saves the student only: the teacher and the
-    losses are training scaffolding, not part of what ships.
+    The cell runs with ``keras`` (tf_keras), ``tf`` and ``np`` defined, as in the notebook. One
+    class, one source: the notebook teaches it, and tests and solutions use the same text.
     """
+    path = Path(notebook) if notebook is not None else project_root() / "notebooks" / LESSON_NOTEBOOK
+    return _lesson_distiller(path.resolve())
 
-    def __init__(
-        self,
-        student: Any,
-        teacher: Any | None = None,
-        temperature: float = 4.0,
-        alpha: float = 0.1,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(name=kwargs.pop("name", "distiller"), **kwargs)
-        self.temperature = _check_temperature(temperature)
-        self.alpha = _check_alpha(alpha)
-        self.student = ensure_keras2_model(student)
-        self.num_classes = _output_width(student, "student")
-        self.teacher = None if teacher is None else ensure_keras2_model(teacher)
-        if teacher is not None and _output_width(teacher, "teacher") != self.num_classes:
-            raise DistillationError(
-                f"the teacher outputs {_output_width(teacher, 'teacher')} logits but the student "
-                f"{self.num_classes}; both must predict the same classes."
-            )
-        k = keras()
-        self.hard_loss_fn = k.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self.soft_loss_fn = k.losses.KLDivergence()
-        self.loss_tracker = k.metrics.Mean(name="loss")
-        self.hard_tracker = k.metrics.Mean(name="hard_loss")
-        self.soft_tracker = k.metrics.Mean(name="soft_loss")
 
-    @property
-    def metrics(self) -> list:
-        # Listed here so that Keras resets them at the start of every epoch.
-        return [self.loss_tracker, self.hard_tracker, self.soft_tracker, *super().metrics]
-
-    def call(self, x: Any, training: bool = False) -> Any:
-        return self.student(x, training=training)
-
-    def _unpack(self, data: Any) -> tuple[Any, Any, Any]:
-        x, y = data[0], data[1]
-        if isinstance(y, (tuple, list)):
-            labels, teacher_logits = y
-        elif self.teacher is not None:
-            labels, teacher_logits = y, self.teacher(x, training=False)
-        else:
-            raise DistillationError(
-                "no teacher logits: pass a teacher to Distiller(...) or feed batches "
-                "(x, (labels, teacher_logits)) built with distillation_dataset()."
-            )
-        if teacher_logits.shape[-1] != self.num_classes:
-            raise DistillationError(
-                f"the teacher logits have {teacher_logits.shape[-1]} columns but the student outputs "
-                f"{self.num_classes} classes."
-            )
-        return x, labels, tf().stop_gradient(teacher_logits)
-
-    def distillation_losses(self, labels: Any, teacher_logits: Any, student_logits: Any) -> tuple[Any, Any, Any]:
-        """``(total, hard, soft)``: the weighted sum, the label cross-entropy, T²·KL on softened outputs."""
-        t = self.temperature
-        hard = self.hard_loss_fn(labels, student_logits)
-        soft = self.soft_loss_fn(
-            tf().nn.softmax(teacher_logits / t, axis=-1),
-            tf().nn.softmax(student_logits / t, axis=-1),
-        ) * (t**2)
-        total = self.alpha * hard + (1.0 - self.alpha) * soft
-        if self.student.losses:  # e.g. kernel regularizers of the student
-            total += tf().add_n(self.student.losses)
-        return total, hard, soft
-
-    def _report(self, labels: Any, student_logits: Any, total: Any, hard: Any, soft: Any) -> dict[str, Any]:
-        self.loss_tracker.update_state(total)
-        self.hard_tracker.update_state(hard)
-        self.soft_tracker.update_state(soft)
-        self.compiled_metrics.update_state(labels, student_logits)
-        return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data: Any) -> dict[str, Any]:
-        x, labels, teacher_logits = self._unpack(data)
-        with tf().GradientTape() as tape:
-            student_logits = self.student(x, training=True)
-            total, hard, soft = self.distillation_losses(labels, teacher_logits, student_logits)
-        # Only the student learns: the teacher's weights are never in the gradient list.
-        self.optimizer.minimize(total, self.student.trainable_variables, tape=tape)
-        return self._report(labels, student_logits, total, hard, soft)
-
-    def test_step(self, data: Any) -> dict[str, Any]:
-        x, labels, teacher_logits = self._unpack(data)
-        student_logits = self.student(x, training=False)
-        total, hard, soft = self.distillation_losses(labels, teacher_logits, student_logits)
-        return self._report(labels, student_logits, total, hard, soft)
-
-    def save(self, filepath: Any, *args: Any, **kwargs: Any) -> None:
-        """Save the student only (a plain Keras model that loads without this class)."""
-        self.student.save(filepath, *args, **kwargs)
-
-    def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError(
-            "A Distiller is not serialized; save or convert its student (distiller.student), "
-            "which is the model that ships."
-        )
+@functools.lru_cache(maxsize=4)
+def _lesson_distiller(path: Path) -> type:
+    if not path.exists():
+        raise FileNotFoundError(f"{path.name} not found: the Distiller is defined in notebook 06 ({LESSON_NOTEBOOK}).")
+    cells = [
+        c for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
+        if c["cell_type"] == "code" and DISTILLER_TAG in (c.get("metadata", {}).get("tags") or [])
+    ]
+    if len(cells) != 1:
+        raise LookupError(f"{path.name} must have exactly one code cell tagged {DISTILLER_TAG!r}, found {len(cells)}.")
+    source = "".join(cells[0]["source"])
+    namespace: dict[str, Any] = {"keras": keras(), "tf": tf(), "np": np, "__name__": "lesson_distiller"}
+    exec(compile(source, f"{path.name}, cell tagged {DISTILLER_TAG!r}", "exec"), namespace)  # noqa: S102
+    if not isinstance(namespace.get("Distiller"), type):
+        raise LookupError(f"the cell tagged {DISTILLER_TAG!r} in {path.name} does not define a class Distiller.")
+    return namespace["Distiller"]
 
 
 def build_student_cnn(
@@ -206,8 +100,8 @@ def distillation_dataset(
 ) -> Any:
     """A ``tf.data`` pipeline of ``(x, labels)`` or, with cached logits, ``(x, (labels, logits))``.
 
-    Batched by :func:`helpers.training.batches`, as :func:`helpers.training.fit` is, so a student trained alone and
-    a distilled one see the same batches in the same order.
+    Batched by :func:`helpers.training.batches` (shuffle with ``seed``, then batch), so a student
+    trained alone and a distilled one see the same images in the same batches in the same order.
     """
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} rows but y has {len(y)}.")
@@ -230,6 +124,8 @@ def train_student(
     x: np.ndarray,
     y: np.ndarray,
     teacher_logits: np.ndarray | None = None,
+    *,
+    distiller_cls: type | None = None,
     temperature: float = 4.0,
     alpha: float = 0.1,
     epochs: int = 20,
@@ -237,12 +133,18 @@ def train_student(
     learning_rate: float = 1e-3,
     seed: int = 0,
 ) -> Any:
-    """Train ``student`` alone (``teacher_logits=None``) or distilled from cached teacher logits.
+    """Train ``student`` alone (``teacher_logits=None``: plain cross-entropy) or distilled from
+    cached teacher logits with ``distiller_cls(student, temperature=, alpha=)``.
 
-    Both paths use the same optimizer, learning rate, epochs and batches (same shuffle seed); the
-    only difference is the loss. Seed the weights before building the student
-    (:func:`helpers.repro.set_seed`). Returns the trained student (the model that ships).
+    Both arms use the same optimizer, learning rate, epochs and batches (same shuffle seed); the
+    only difference is the loss. Seed the weights before building the student (:func:`seeded`).
+    Returns the trained student (the model that ships).
     """
+    if teacher_logits is not None and distiller_cls is None:
+        raise DistillationError(
+            "teacher_logits given but no distiller_cls: pass the Distiller class "
+            "(notebook 06's, or helpers.distillation.lesson_distiller())."
+        )
     k = keras()
     data = distillation_dataset(x, y, teacher_logits, batch_size, seed)
     optimizer = k.optimizers.Adam(learning_rate)
@@ -253,14 +155,107 @@ def train_student(
         model = student
         model.compile(optimizer=optimizer, loss=k.losses.SparseCategoricalCrossentropy(from_logits=True))
     else:
-        model = Distiller(student, temperature=temperature, alpha=alpha)
+        model = distiller_cls(student, temperature=temperature, alpha=alpha)
         model.compile(optimizer=optimizer)
     model.fit(data, epochs=epochs, verbose=0)
     return student
 
 
-def save_student(distiller: Distiller, path: Path) -> Path:
-    """Save the distiller's student to ``path`` atomically (temp file + rename)."""
+def seeded(make_student: Callable[[], Any], seed: int) -> Any:
+    """``make_student()`` built right after :func:`helpers.repro.set_seed` (its initial weights depend on ``seed``)."""
+    set_seed(seed)
+    return make_student()
+
+
+def sweep(
+    make_student: Callable[[], Any],
+    distiller_cls: type,
+    x: np.ndarray,
+    y: np.ndarray,
+    teacher_logits: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    temperatures: Iterable[float],
+    alphas: Iterable[float],
+    seed: int = 0,
+    verbose: bool = True,
+    **recipe: Any,
+) -> tuple[pd.DataFrame, dict[tuple[float, float], Any]]:
+    """Distil a freshly seeded student at every (temperature, alpha); score each on ``x_val, y_val``.
+
+    ``recipe`` holds :func:`train_student`'s ``epochs``, ``batch_size``, ``learning_rate``. Returns
+    a table (temperature, alpha, val_accuracy) in sweep order and the trained students by setting.
+    With ``verbose``, prints one line per setting.
+    """
+    rows, trained = [], {}
+    start = time.perf_counter()
+    for t in temperatures:
+        for a in alphas:
+            student = train_student(seeded(make_student, seed), x, y, teacher_logits, distiller_cls=distiller_cls,
+                                    temperature=t, alpha=a, seed=seed, **recipe)
+            trained[(float(t), float(a))] = student
+            rows.append({"temperature": float(t), "alpha": float(a), "val_accuracy": evaluate_keras(student, x_val, y_val)})
+            if verbose:
+                print(f"T = {t:g}, alpha = {a:g}: val accuracy {rows[-1]['val_accuracy']:.4f} "
+                      f"({time.perf_counter() - start:.0f} s)")
+    return pd.DataFrame(rows), trained
+
+
+def alone_vs_distilled(
+    make_student: Callable[[], Any],
+    distiller_cls: type,
+    x: np.ndarray,
+    y: np.ndarray,
+    teacher_logits: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    seeds: Iterable[int],
+    temperature: float,
+    alpha: float,
+    trained: dict[tuple[str, int], Any] | None = None,
+    verbose: bool = True,
+    **recipe: Any,
+) -> tuple[pd.DataFrame, dict[tuple[str, int], Any]]:
+    """The same student trained alone and distilled, once per seed, scored on ``x_test, y_test``.
+
+    Both arms of a seed start from the same initial weights and see the same batches. ``trained``
+    passes students already trained with this recipe (keys ``("alone" | "distilled", seed)``), which
+    are reused, not retrained. Returns a table indexed by seed (columns ``alone``, ``distilled``)
+    and every student by ``(arm, seed)``.
+    """
+    students = dict(trained or {})
+    rows = []
+    start = time.perf_counter()
+    for seed in seeds:
+        if ("alone", seed) not in students:
+            students[("alone", seed)] = train_student(seeded(make_student, seed), x, y, seed=seed, **recipe)
+        if ("distilled", seed) not in students:
+            students[("distilled", seed)] = train_student(
+                seeded(make_student, seed), x, y, teacher_logits, distiller_cls=distiller_cls,
+                temperature=temperature, alpha=alpha, seed=seed, **recipe)
+        rows.append({"seed": seed, **{arm: evaluate_keras(students[(arm, seed)], x_test, y_test)
+                                      for arm in ("alone", "distilled")}})
+        if verbose:
+            print(f"seed {seed}: alone {rows[-1]['alone']:.4f} | distilled {rows[-1]['distilled']:.4f} "
+                  f"({time.perf_counter() - start:.0f} s)")
+    return pd.DataFrame(rows).set_index("seed"), students
+
+
+def verdict(alone: Iterable[float], distilled: Iterable[float]) -> str:
+    """``"gain"`` when every distilled run beats every run alone, ``"loss"`` for the reverse, else
+    ``"overlap"`` (the difference is within run-to-run noise)."""
+    alone, distilled = np.asarray(list(alone), float), np.asarray(list(distilled), float)
+    if alone.size == 0 or distilled.size == 0:
+        raise ValueError("verdict needs at least one accuracy per arm.")
+    if distilled.min() > alone.max():
+        return "gain"
+    if distilled.max() < alone.min():
+        return "loss"
+    return "overlap"
+
+
+def save_student(distiller: Any, path: Path) -> Path:
+    """Save ``distiller.student`` to ``path`` atomically (temp file + rename)."""
     from helpers.models import save_keras_atomic
 
     return save_keras_atomic(distiller.student, Path(path))
