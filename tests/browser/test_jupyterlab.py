@@ -205,8 +205,8 @@ def test_notebook_07_and_the_report_in_chromium(chromium, data, lab):
                 time.sleep(0.5)
             saved = json.loads(copy.read_text())
             code = [c for c in saved["cells"] if c["cell_type"] == "code"]
-            errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(code) for o in c.get("outputs", [])
-                      if o["output_type"] == "error"]
+            errors = [f"code cell {i + 1} ({''.join(c['source']).splitlines()[0][:60]!r}): {o.get('ename')}: {o.get('evalue')}"
+                      for i, c in enumerate(code) for o in c.get("outputs", []) if o["output_type"] == "error"]
             assert errors == [], f"cells ended in an error: {errors}"
             unexecuted = [i for i, c in enumerate(code) if c.get("execution_count") is None]
             assert unexecuted == [] and len(done) == total, f"code cells not executed: {unexecuted}"
