@@ -229,7 +229,7 @@ def load_npz(path: Path, seed: int = 0) -> Dataset:
     """
     from helpers.paths import npz_dataset_name
 
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise DatasetUnavailableError(f"No dataset file at {path}; pass an existing .npz file.")
     try:
