@@ -118,10 +118,20 @@ def _non_finite(value: Any, where: str = "") -> str | None:
     return None
 
 
+class _Short:
+    """A value shown by a short ``repr`` (at most 60 characters) inside an error message."""
+
+    def __init__(self, value: Any) -> None:
+        self.text = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 def _explain(error: Any) -> str:
     """One jsonschema error as a sentence that says what is wrong with which field."""
-    field = ".".join(str(p) for p in error.absolute_path) or "the entry"
-    kind, value = error.validator, error.instance
+    field = ".".join(str(p) for p in error.absolute_path)[:80] or "the entry"
+    kind, value = error.validator, _Short(error.instance)
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return f"lacks the key {missing!r}" if field == "the entry" else f"{field} lacks the key {missing!r}"
@@ -140,8 +150,9 @@ def _explain(error: Any) -> str:
     if field == "input.dtype":
         return f"input.dtype {value!r} is not a known dtype ({', '.join(_DTYPES)})"
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        return f"{field}={value!r} is out of range ({error.message})"
-    return f"{field}: {error.message}"
+        bound = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        return f"{field}={value!r} is out of range (must be {bound} {error.validator_value})"
+    return f"{field}: {error.message[:160]}"
 
 
 def variant_problem(entry: Any) -> str | None:
