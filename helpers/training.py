@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import Any
 
@@ -22,8 +24,16 @@ def make_strategy() -> Any:
     return tf().distribute.get_strategy()
 
 
+CONSOLE_PROGRESS_ENV = "WORKBOOK_CONSOLE_PROGRESS"
+
+
 class EpochLine(keras().callbacks.Callback):
-    """Prints one short line every ``every`` epochs (and the last), never per-batch logs."""
+    """Prints one short line every ``every`` epochs (and the last), never per-batch logs.
+
+    With ``$WORKBOOK_CONSOLE_PROGRESS=1`` inside a notebook kernel, each line also goes to the
+    kernel's own stdout (the console that started a headless run), so a long training cell shows
+    its epochs there, not only in the saved notebook.
+    """
 
     def __init__(self, epochs: int, every: int = 1) -> None:
         super().__init__()
@@ -38,7 +48,15 @@ class EpochLine(keras().callbacks.Callback):
         if n % self.every and n != self.epochs:
             return
         shown = "  ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "lr")
-        print(f"epoch {n:>3}/{self.epochs}  {shown}  ({time.perf_counter() - self._start:.0f} s)")
+        line = f"epoch {n:>3}/{self.epochs}  {shown}  ({time.perf_counter() - self._start:.0f} s)"
+        print(line)
+        console = sys.__stdout__
+        if os.environ.get(CONSOLE_PROGRESS_ENV) == "1" and console is not None and sys.stdout is not console:
+            try:
+                console.write(f"    {line}\n")
+                console.flush()
+            except (OSError, ValueError):  # no console attached: the notebook output still has the line
+                pass
 
 
 def batches(x: np.ndarray, targets: Any, batch_size: int, seed: int = 0, shuffle: bool = True) -> Any:

@@ -54,6 +54,20 @@ def test_training_is_reproducible_and_compact(digits, capsys):
     assert len(printed) == 2 and printed[0].startswith("epoch   2/2")  # only the last epoch (every=5)
 
 
+def test_epoch_lines_reach_the_console_only_when_asked(digits, monkeypatch, capsys):
+    import io
+
+    console = io.StringIO()
+    monkeypatch.setattr(sys, "__stdout__", console)  # a kernel: sys.stdout is the notebook, __stdout__ the console
+    line = training.EpochLine(epochs=2)
+    line.on_train_begin()
+    line.on_epoch_end(0, {"loss": 1.0})
+    assert console.getvalue() == "" and "epoch   1/2" in capsys.readouterr().out
+    monkeypatch.setenv(training.CONSOLE_PROGRESS_ENV, "1")
+    line.on_epoch_end(1, {"loss": 0.5})
+    assert "epoch   2/2  loss 0.5000" in console.getvalue() and "epoch   2/2" in capsys.readouterr().out
+
+
 def test_fit_refuses_mismatched_data(digits):
     model = models.compile_classifier(models.build_baseline_cnn(digits.input_shape, digits.num_classes))
     with pytest.raises(ValueError, match="rows"):
