@@ -175,6 +175,10 @@ def test_notebook_07_and_the_report_in_chromium(chromium, data, lab):
             wait_for_kernel(page)
             total = sum(c["cell_type"] == "code" for c in json.loads(copy.read_text())["cells"])
             code_cells = page.locator(".jp-Notebook .jp-CodeCell")
+            for _ in range(120):  # the notebook renders its cells progressively
+                if code_cells.count() == total:
+                    break
+                time.sleep(0.5)
             assert code_cells.count() == total, f"{code_cells.count()} of {total} code cells in the page"
 
             # Edit -> Clear Outputs of All Cells, then Run -> Run All Cells, from the menu bar as a reader would.
