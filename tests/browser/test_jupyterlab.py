@@ -225,7 +225,7 @@ def test_notebook_07_and_the_report_in_chromium(chromium, data, lab):
             assert set(PROFILES) <= set(options), f"the widget lists {options}, the profiles are {list(PROFILES)}"
             for name in PROFILES:
                 select.select_option(label=name)
-                settle(widget)
+                settle(page, widget)
                 widget.screenshot(path=str(shots / f"07_widget_{name}.png"))
                 shown, expected = widget_choice(widget.inner_text()), cli_choice(manifest, name)
                 if shown != expected:
@@ -270,13 +270,14 @@ def wait_for_kernel(page, timeout_s: float = 180) -> None:
     pytest.fail(f"the notebook's kernel did not become idle within {timeout_s:.0f} s")
 
 
-def settle(widget, quiet_s: float = 2.0, timeout_s: float = 60.0) -> None:
-    """Wait until the widget's HTML stops changing (the kernel has redrawn the plot)."""
+def settle(page, widget, quiet_s: float = 2.0, timeout_s: float = 60.0) -> None:
+    """Wait until the kernel is idle and the widget's HTML has stopped changing (the plot is redrawn)."""
+    idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")
     last, since, deadline = widget.inner_html(), time.monotonic(), time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         time.sleep(0.5)
         now = widget.inner_html()
-        if now != last:
+        if now != last or not idle.count():
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet_s:
             return
