@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.litert_runner import ModelSource, TFLiteModelError, _read
+from helpers.paths import sha256  # noqa: F401 (the manifest's one file hash, re-exported)
 
 
 def file_size(path: Path) -> int:
@@ -24,16 +24,6 @@ def gzipped_size(source: ModelSource) -> int:
     when the app ships or downloads the model compressed."""
     content = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
     return len(gzip.compress(bytes(content), compresslevel=9, mtime=0))
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks (the manifest stores it so an app can verify a
-    download)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def count_params(model: Any, trainable_only: bool = False) -> int:

@@ -36,69 +36,14 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from helpers.paths import atomic_write_bytes, atomic_write_text
+from helpers.golden import GOLDEN_DIR, golden_agreement, record_golden  # noqa: F401 (re-exported)
+from helpers.paths import atomic_write_text
+# what the selector reads back from a calibration file lives with the selector (no numpy needed)
+from helpers.selection import (  # noqa: F401 (re-exported)
+    CALIBRATION_SCHEMA_VERSION as SCHEMA_VERSION, CalibrationError, apply_calibration, load_calibration,
+)
 
-SCHEMA_VERSION = 1
-GOLDEN_DIR = "golden"
 ACCELERATORS = ("npu", "gpu", "cpu")  # CompiledModel's fixed priority: first that compiles wins
-
-
-class CalibrationError(ValueError):
-    """A calibration that cannot be made or used: a malformed or missing calibration file, or a
-    request the manifest cannot answer (``status`` 2 for a usage error such as an unknown variant
-    name, 3 for an unusable file)."""
-
-    def __init__(self, message: str, status: int = 3) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-# ------------------------------------------------------------------------------------------------
-# Golden outputs: recorded when a variant is built, checked on the device
-# ------------------------------------------------------------------------------------------------
-
-def record_golden(models: Path, name: str, tflite: Path, inputs: np.ndarray) -> Path:
-    """Store ``inputs`` (once per models folder) and ``name``'s float outputs on them.
-
-    The inputs are shared by every variant of the folder (the first call fixes them), so on the
-    device each variant is checked against its own outputs from the machine that built it.
-    """
-    from helpers.litert_runner import LiteRTModel
-
-    folder = Path(models) / GOLDEN_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    stored = folder / "inputs.npy"
-    if not stored.exists():
-        atomic_write_bytes(stored, _npy_bytes(np.asarray(inputs, dtype=np.float32)))
-    fixed = np.load(stored)
-    outputs = LiteRTModel(Path(tflite)).predict(fixed)
-    return atomic_write_bytes(folder / f"{name}.npy", _npy_bytes(outputs.astype(np.float32)))
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
-def golden_agreement(models: Path, name: str, tflite: Path) -> dict[str, Any] | None:
-    """Top-1 agreement and max abs difference of ``tflite`` against ``name``'s golden outputs, or
-    ``None`` when no golden outputs were recorded for it."""
-    from helpers.litert_runner import LiteRTModel
-
-    folder = Path(models) / GOLDEN_DIR
-    if not (folder / "inputs.npy").exists() or not (folder / f"{name}.npy").exists():
-        return None
-    inputs, expected = np.load(folder / "inputs.npy"), np.load(folder / f"{name}.npy")
-    got = LiteRTModel(Path(tflite)).predict(inputs)
-    if got.shape != expected.shape:
-        return {"n": int(len(inputs)), "top1_agreement": 0.0, "max_abs_diff": None,
-                "error": f"output shape {got.shape} differs from the golden {expected.shape}"}
-    return {"n": int(len(inputs)),
-            "top1_agreement": round(float(np.mean(got.argmax(-1) == expected.argmax(-1))), 6),
-            "max_abs_diff": float(np.max(np.abs(got - expected)))}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -370,6 +315,10 @@ def calibrate(manifest: Path, threads: Iterable[int] = (1, 2), runs: int = 30, b
     for entry in verified.variants:
         if wanted is not None and entry["name"] not in wanted:
             continue
+        if entry.get("technique") == "cascade":  # two files per request: its parts are calibrated
+            doc.setdefault("not_calibrated", []).append(
+                {"name": entry["name"], "reason": f"a cascade of {entry['small']} and {entry['large']}: calibrate its parts"})
+            continue
         try:
             doc["variants"][entry["name"]] = calibrate_variant(manifest.parent, entry, threads, runs, budget_s, memory, batch)
         except Exception as exc:  # noqa: BLE001 - report and go on: one bad file must not stop the rest
@@ -377,47 +326,6 @@ def calibrate(manifest: Path, threads: Iterable[int] = (1, 2), runs: int = 30, b
             doc["failed"].append({"name": entry["name"], "reason": reason})
             say(f"calibrate: {entry['name']}: could not be calibrated ({reason}); skipped")
     return doc
-
-
-def load_calibration(path: Path) -> dict[str, Any]:
-    """Read a calibration file, or raise :class:`CalibrationError` with one clear line."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CalibrationError(f"No calibration file at {path}; make one with `python -m helpers.calibrate`.") from None
-    except (OSError, ValueError) as exc:
-        raise CalibrationError(f"{path.name} is not valid JSON ({exc}); re-run `python -m helpers.calibrate`.") from None
-    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION or not isinstance(doc.get("variants"), dict):
-        raise CalibrationError(f"{path.name} is not a calibration file of version {SCHEMA_VERSION}; "
-                               "re-run `python -m helpers.calibrate`.")
-    return doc
-
-
-def apply_calibration(variants: Iterable[Mapping[str, Any]], calibration: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Manifest entries with their latency (p50 and p95 per thread count) and peak memory replaced by
-    the calibrated numbers, where the calibrated file is the same file (same SHA-256).
-
-    With a single-input calibration (``batch`` 1, the manifest's own unit), entries it does not
-    cover keep the manifest's numbers and get ``calibrated: False``. A calibration of larger requests
-    measures another unit, so uncovered entries are left out rather than compared across units."""
-    batch = int(calibration.get("batch", 1))
-    out = []
-    for entry in variants:
-        entry = dict(entry)
-        measured = calibration["variants"].get(entry["name"])
-        if measured and measured.get("sha256") == entry.get("sha256"):
-            entry["latency_ms"] = dict(measured["latency_ms"])
-            entry["p95_ms"] = dict(measured["p95_ms"])
-            if measured.get("peak_memory_bytes"):
-                entry["peak_memory_bytes"] = measured["peak_memory_bytes"]
-            entry["calibrated"] = True
-        elif batch != 1:
-            continue
-        else:
-            entry["calibrated"] = False
-        out.append(entry)
-    return out
 
 
 def _quiet_shutdown() -> None:

@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from helpers.paths import data_dir, models_dir
 
-STUDENT_EPOCHS = 20
+# notebook 06's student recipe (its RECIPE cell): the student trained alone, seed by seed
+STUDENT_RECIPE = {"epochs": 30, "batch_size": 64, "learning_rate": 3e-3}
 
 
 def _registered(models: Path) -> dict[str, dict[str, Any]]:
@@ -76,8 +77,7 @@ def build(data: Path, seed: int = 0, log: Callable[[str], None] = print) -> list
     from helpers import accounting, distillation, registry
     from helpers import data as datasets
     from helpers.keras_setup import quiet_native_stderr, tf
-    from helpers.models import compile_classifier, ensure_baseline_fp32
-    from helpers.repro import set_seed
+    from helpers.models import ensure_baseline_fp32
 
     ds = datasets.load_dataset(data=data, seed=seed)
     models = models_dir(data, ds.name)
@@ -96,15 +96,15 @@ def build(data: Path, seed: int = 0, log: Callable[[str], None] = print) -> list
         built.append(name)
         log(f"{name} registered ({time.perf_counter() - start:.0f} s)")
     if "student_scratch_fp32" not in have:
-        set_seed(seed)
-        student = compile_classifier(distillation.build_student_cnn(ds.input_shape, ds.num_classes))
-        student.fit(ds.x_train, ds.y_train, epochs=STUDENT_EPOCHS, batch_size=32, verbose=0, shuffle=True)
+        student = distillation.train_student(
+            distillation.seeded(lambda: distillation.build_student_cnn(ds.input_shape, ds.num_classes), seed),
+            ds.x_train, ds.y_train, seed=seed, **STUDENT_RECIPE)
         with quiet_native_stderr():
             content = tf().lite.TFLiteConverter.from_keras_model(student).convert()
         path = registry.save_tflite(content, models, "student_scratch_fp32")
         registry.register_tflite(models, path, "student_scratch_fp32", "student_scratch", ds,
                                  params=accounting.count_params(student), measure_memory=True,
-                                 notes=f"helpers.quick_variants ({STUDENT_EPOCHS} epochs, no teacher)")
+                                 notes="helpers.quick_variants (notebook 06's student recipe, no teacher)")
         built.append("student_scratch_fp32")
         log(f"student_scratch_fp32 registered ({time.perf_counter() - start:.0f} s)")
     return built

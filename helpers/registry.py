@@ -385,6 +385,9 @@ def register_tflite(
     ``extra`` keys (e.g. ``notes``, ``peak_memory_bytes``) are stored on the entry as they are.
     ``measure_memory=True`` also stores ``peak_memory_bytes``: the peak RSS growth of loading and
     invoking the file at 1 thread in a fresh process (:func:`helpers.memory.measure_peak_memory`).
+    The variant's outputs on the first test inputs are stored as its golden outputs
+    (:mod:`helpers.golden`), so a device can later check it runs the file correctly
+    (``python -m helpers.calibrate``).
     """
     if measure_memory and "peak_memory_bytes" not in extra:
         from helpers.memory import measure_peak_memory
@@ -401,7 +404,11 @@ def register_tflite(
         **measure_tflite(tflite, dataset.x_test, dataset.y_test, threads, runs),
         **extra,
     }
-    return register_variant(manifest_path(models), entry, dataset.name)
+    registered = register_variant(manifest_path(models), entry, dataset.name)
+    from helpers.golden import GOLDEN_INPUTS, record_golden
+
+    record_golden(models, name, tflite, dataset.x_test[:GOLDEN_INPUTS])
+    return registered
 
 
 def variants_frame(doc: dict[str, Any]) -> pd.DataFrame:

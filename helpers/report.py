@@ -17,11 +17,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers.paths import atomic_write_text
+from helpers.paths import atomic_write_text, atomic_write_with
 from helpers.results_table import ReportError
-
-# helpers.selection imports the dominance test from here; the implementation is helpers.pareto's.
-from helpers.pareto import pareto_front  # noqa: E402,F401
 
 
 def _cell(value: Any, floatfmt: str) -> str:
@@ -79,11 +76,8 @@ def export_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, fig in (figures or {}).items():
-        png = out_dir / f"{name}.png"
-        tmp = out_dir / f".{name}.tmp.png"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        tmp.replace(png)
-        written[name] = png
+        written[name] = atomic_write_with(out_dir / f"{name}.png",
+                                          lambda tmp, fig=fig: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
 
     sections: list[tuple[str, pd.DataFrame | None, str]] = [
         (f"All variants ({len(variants)})", variants, ".4g"),

@@ -2,16 +2,20 @@
 
     python -m helpers.select --manifest data/models/manifest.json --profile low_end_phone
     python -m helpers.select --manifest data/models/manifest.json --max-size-kb 200 --min-accuracy 0.95 --json
+    python -m helpers.select --manifest data/models/manifest.json --calibration device.json --profile low_end_phone
 
 Prints the chosen variant's name and file path (``--json``: its whole manifest entry). Flags override
 the profile's budgets (:func:`helpers.selection.constraints_for`). Variants that break the manifest
 schema, or whose file is missing or fails its SHA-256 check, are skipped with a note on stderr.
+``--calibration`` replaces the manifest's latency and peak memory with the numbers
+``python -m helpers.calibrate`` measured on this device, for the variants it covers.
 
 Exit status (every failure prints one line on stderr, never a traceback):
     0  a variant was chosen (also when ``--fallback smallest`` served the smallest; a note says so)
     2  usage: an invalid argument (not a number, negative, zero, NaN, accuracy outside [0, 1], ...)
     3  the manifest is unusable: missing, unreadable, not JSON, malformed top level, unknown
-       ``schema_version``, or no variant left after skipping the malformed and unverifiable ones
+       ``schema_version``, or no variant left after skipping the malformed and unverifiable ones;
+       or the ``--calibration`` file is missing or not a calibration file
     4  nothing fits: one line naming the constraint that ruled every variant out
 
 A budget of ``inf`` (or a number too large for a float, such as ``1e400``) means no limit, even
@@ -30,7 +34,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from helpers.selection import (
-    FALLBACKS, KB, OBJECTIVES, PROFILES, ManifestError, NoVariantFits, constraints_for, load_verified, select_variant,
+    FALLBACKS, KB, OBJECTIVES, PROFILES, CalibrationError, ManifestError, NoVariantFits, apply_calibration,
+    constraints_for, load_calibration, load_verified, select_variant,
 )
 
 EXIT_OK, EXIT_USAGE, EXIT_MANIFEST, EXIT_NO_FIT = 0, 2, 3, 4
@@ -40,7 +45,8 @@ exit status:
   {EXIT_OK}  a variant was chosen (also a --fallback smallest choice; a note on stderr says so)
   {EXIT_USAGE}  usage: an invalid argument (not a number, zero, negative, nan, accuracy outside [0, 1])
   {EXIT_MANIFEST}  the manifest is unusable: missing, unreadable, not JSON, malformed, unknown
-     schema_version, or no usable variant left after skipping malformed or unverified entries
+     schema_version, or no usable variant left after skipping malformed or unverified entries;
+     or the --calibration file is missing or malformed
   {EXIT_NO_FIT}  nothing fits: one line names the constraint that ruled every variant out
 
 Budgets: 'inf' (or a number beyond float range, e.g. 1e400) means no limit, also over a
@@ -111,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"when nothing fits: refuse (exit {EXIT_NO_FIT}) or serve the smallest (exit 0)")
     parser.add_argument("--json", action="store_true", help="print the chosen variant's whole manifest entry as JSON")
     parser.add_argument("--no-verify", action="store_true", help="skip the SHA-256 check of each file (faster, less safe)")
+    parser.add_argument("--calibration", type=Path, metavar="DEVICE_JSON",
+                        help="use latency and memory measured on this device (python -m helpers.calibrate --out ...)")
     return parser
 
 
@@ -153,8 +161,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_MANIFEST
     for skip in manifest.skipped:
         print(f"note: skipped {skip.name}: {skip.reason}", file=sys.stderr)
+    candidates = manifest
+    if args.calibration is not None:
+        try:
+            calibration = load_calibration(args.calibration)
+        except CalibrationError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_MANIFEST
+        candidates = apply_calibration(manifest.variants, calibration)
+        made = calibration.get("made_on", {})
+        covered = sum(1 for v in candidates if v["calibrated"])
+        batch = int(calibration.get("batch", 1))
+        print(f"note: {covered} of {len(manifest.variants)} variants use latency and memory calibrated on "
+              f"{made.get('cpu') or made.get('machine') or 'an unnamed machine'} ({made.get('date', 'undated')})"
+              + (f"; latencies are per request of {batch} inputs, and only calibrated variants compete" if batch != 1 else ""),
+              file=sys.stderr)
     try:
-        choice = select_variant(manifest, constraints, objective, args.fallback)
+        choice = select_variant(candidates, constraints, objective, args.fallback)
     except NoVariantFits as exc:
         if exc.constraint == "available":
             print(f"error: {exc}", file=sys.stderr)

@@ -43,10 +43,11 @@ is the same.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Literal, NamedTuple
+from typing import Any, Iterable, Literal, Mapping, NamedTuple
 
 from helpers.paths import sha256
 from helpers.registry import ManifestError, read_manifest, variant_problem
@@ -130,7 +131,31 @@ def load_verified(manifest: Path, verify_hash: bool = True) -> VerifiedManifest:
                 )
                 continue
         usable.append(entry)
+    usable, skipped = _check_cascades(usable, skipped)
     return VerifiedManifest(manifest, doc["dataset"], tuple(usable), tuple(skipped))
+
+
+def _check_cascades(usable: list[dict[str, Any]], skipped: list[Skipped]) -> tuple[list[dict[str, Any]], list[Skipped]]:
+    """A cascade entry (``technique: "cascade"``, notebook 07b) serves two variants: its ``small``
+    one (whose file is the entry's ``path``) and its ``large`` one. It is usable only when both are
+    usable variants of the same manifest, and never a part of another cascade."""
+    by_name = {v["name"]: v for v in usable}
+    kept: list[dict[str, Any]] = []
+    for entry in usable:
+        if entry.get("technique") != "cascade":
+            kept.append(entry)
+            continue
+        parts = [entry.get("small"), entry.get("large")]
+        missing = [p for p in parts if not isinstance(p, str) or p not in by_name]
+        if missing:
+            skipped.append(Skipped(entry["name"], f"cascade part(s) {missing} are not usable variants of this manifest"))
+        elif any(by_name[p].get("technique") == "cascade" for p in parts):
+            skipped.append(Skipped(entry["name"], "a cascade's parts must be single-file variants"))
+        elif by_name[parts[0]]["path"] != entry["path"]:
+            skipped.append(Skipped(entry["name"], f"its path {entry['path']!r} is not its small variant's file"))
+        else:
+            kept.append(entry)
+    return kept, skipped
 
 
 @dataclass(frozen=True)
@@ -397,10 +422,10 @@ def select_variant(
 def pareto_front(entries: Iterable[dict[str, Any]], threads: int) -> list[str]:
     """Names of the variants no other variant beats on both accuracy (higher) and latency at
     ``threads`` (lower); variants without that latency are left out. The dominance test is
-    :func:`helpers.report.pareto_front`'s (imported here only when called: the CLI stays light)."""
+    :func:`helpers.pareto.pareto_front`'s (imported here only when called: the CLI stays light)."""
     import pandas as pd
 
-    from helpers.report import pareto_front as _front
+    from helpers.pareto import pareto_front as _front
 
     points = [(v["name"], float(v["accuracy"]), latency_at(v, threads)) for v in entries]
     frame = pd.DataFrame(
@@ -410,3 +435,61 @@ def pareto_front(entries: Iterable[dict[str, Any]], threads: int) -> list[str]:
         return []
     optimal = _front(frame, {"accuracy": "max", "latency": "min"})
     return sorted(optimal.index[optimal])
+
+
+# --------------------------------------------------------------------------------------------------
+# Calibrated numbers (python -m helpers.calibrate) in place of the manifest's
+# --------------------------------------------------------------------------------------------------
+
+CALIBRATION_SCHEMA_VERSION = 1
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot be made or used: a malformed or missing calibration file, or a
+    request the manifest cannot answer (``status`` 2 for a usage error such as an unknown variant
+    name, 3 for an unusable file)."""
+
+    def __init__(self, message: str, status: int = 3) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def load_calibration(path: Path) -> dict[str, Any]:
+    """Read a calibration file, or raise :class:`CalibrationError` with one clear line."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CalibrationError(f"No calibration file at {path}; make one with `python -m helpers.calibrate`.") from None
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(f"{path.name} is not valid JSON ({exc}); re-run `python -m helpers.calibrate`.") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != CALIBRATION_SCHEMA_VERSION or not isinstance(doc.get("variants"), dict):
+        raise CalibrationError(f"{path.name} is not a calibration file of version {CALIBRATION_SCHEMA_VERSION}; "
+                               "re-run `python -m helpers.calibrate`.")
+    return doc
+
+
+def apply_calibration(variants: Iterable[Mapping[str, Any]], calibration: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Manifest entries with their latency (p50 and p95 per thread count) and peak memory replaced by
+    the calibrated numbers, where the calibrated file is the same file (same SHA-256).
+
+    With a single-input calibration (``batch`` 1, the manifest's own unit), entries it does not
+    cover keep the manifest's numbers and get ``calibrated: False``. A calibration of larger requests
+    measures another unit, so uncovered entries are left out rather than compared across units."""
+    batch = int(calibration.get("batch", 1))
+    out = []
+    for entry in variants:
+        entry = dict(entry)
+        measured = calibration["variants"].get(entry["name"])
+        if measured and measured.get("sha256") == entry.get("sha256"):
+            entry["latency_ms"] = dict(measured["latency_ms"])
+            entry["p95_ms"] = dict(measured["p95_ms"])
+            if measured.get("peak_memory_bytes"):
+                entry["peak_memory_bytes"] = measured["peak_memory_bytes"]
+            entry["calibrated"] = True
+        elif batch != 1:
+            continue
+        else:
+            entry["calibrated"] = False
+        out.append(entry)
+    return out

@@ -149,3 +149,56 @@ def test_cli_unusable_manifest_exits_3(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "helpers.calibrate", "--manifest", str(tmp_path / "m.json"),
                            "--out", str(tmp_path / "o.json")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr and not (tmp_path / "o.json").exists()
+
+
+def test_registration_records_golden_outputs(calibrated_manifest: Path) -> None:
+    golden = calibrated_manifest.parent / "golden"
+    assert {p.name for p in golden.iterdir()} >= {"inputs.npy", "fp32.npy", "int8.npy"}
+
+
+def test_select_uses_calibrated_numbers(calibrated_manifest: Path, tmp_path: Path) -> None:
+    doc = registry.load_manifest(calibrated_manifest)
+    fp32 = next(v for v in doc["variants"] if v["name"] == "fp32")
+    int8 = next(v for v in doc["variants"] if v["name"] == "int8")
+    # a device where the int8 file is slow and the float one fast: the calibration must decide
+    device = {"schema_version": 1, "batch": 1, "made_on": {"cpu": "test device", "date": "today"}, "variants": {
+        "fp32": {"sha256": fp32["sha256"], "latency_ms": {"1": 1e-6}, "p95_ms": {"1": 2e-6}},
+        "int8": {"sha256": int8["sha256"], "latency_ms": {"1": 5.0}, "p95_ms": {"1": 6.0}}}}
+    cal = tmp_path / "device.json"
+    cal.write_text(json.dumps(device))
+    base = [sys.executable, "-m", "helpers.select", "--manifest", str(calibrated_manifest),
+            "--objective", "fastest", "--threads", "1"]
+    with_cal = subprocess.run(base + ["--calibration", str(cal)], capture_output=True, text=True, timeout=60)
+    assert with_cal.returncode == 0 and with_cal.stdout.split()[0] == "fp32", with_cal.stderr
+    assert "calibrated on test device" in with_cal.stderr
+    slow = subprocess.run(base + ["--calibration", str(cal), "--max-latency-ms", "1e-7"],
+                          capture_output=True, text=True, timeout=60)
+    assert slow.returncode == 4
+    missing = subprocess.run(base + ["--calibration", str(tmp_path / "none.json")], capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 3 and "No calibration file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_cascade_entries_need_both_parts(tmp_path: Path, tflite_files, digits) -> None:
+    from helpers.selection import load_verified
+
+    models = tmp_path / "m"
+    for name, src in tflite_files.items():
+        path = registry.save_tflite(src.read_bytes(), models, name)
+        registry.register_tflite(models, path, name, f"test_{name}", digits, runs=10)
+    manifest = registry.manifest_path(models)
+    small = next(v for v in registry.load_manifest(manifest)["variants"] if v["name"] == "int8")
+    cascade = dict(small, name="casc", technique="cascade", small="int8", large="fp32", threshold=0.9)
+    registry.register_variant(manifest, cascade, digits.name)
+    registry.register_variant(manifest, dict(cascade, name="orphan", large="gone"), digits.name)
+    registry.register_variant(manifest, dict(cascade, name="wrong_path", small="fp32"), digits.name)
+    vm = load_verified(manifest)
+    assert "casc" in vm.names()
+    reasons = {s.name: s.reason for s in vm.skipped}
+    assert "gone" in reasons["orphan"] and "small variant's file" in reasons["wrong_path"]
+    (models / "fp32.tflite").unlink()  # the large part disappears: the cascade goes with it
+    vm = load_verified(manifest)
+    assert "casc" not in vm.names() and "casc" in {s.name for s in vm.skipped}
+    # calibration leaves a cascade to its parts
+    doc = calibrate.calibrate(manifest, threads=(1,), runs=5, budget_s=0.2, memory=False, log=lambda line: None)
+    assert "casc" not in doc["variants"]
