@@ -1,6 +1,6 @@
 """Published figures held against what this workbook measured, with a computed verdict.
 
-The figures live in ``helpers/published_figures.csv``, one row per figure with its source (document and
+The figures live in ``helpers/references.csv``, one row per figure with its source (document and
 section, or URL); this module reads them, pairs each claim with the matching rule that finds the variant
 testing it in the manifest, computes the ratio against ``baseline_fp32`` and a verdict, and fills a
 prose explanation from the measured numbers where this machine disagrees. Nothing here hard-codes a
@@ -22,7 +22,7 @@ import pandas as pd
 
 from helpers.results_table import BASELINE, ReportError
 
-FIGURES_FILE = Path(__file__).with_name("published_figures.csv")
+FIGURES_FILE = Path(__file__).with_name("references.csv")
 FIGURE_COLUMNS = ("figure_id", "topic", "figure", "kind", "low", "high", "unit", "source", "section", "url")
 KINDS = ("about", "at_least", "range", "up_to")
 FIGURE_KINDS = (*KINDS, "context")  # "context": quoted for what it says, not tested by a number here
@@ -36,8 +36,8 @@ RAW_RATIO = "raw size ratio (storage, RAM)"
 # --------------------------------------------------------------------------------------------------
 
 
-def load_published_figures(path: Path | None = None) -> pd.DataFrame:
-    """The published-figures table (default: ``helpers/published_figures.csv``), indexed by ``figure_id``.
+def load_references(path: Path | None = None) -> pd.DataFrame:
+    """The published-figures table (default: ``helpers/references.csv``), indexed by ``figure_id``.
 
     Columns: topic, figure (the words of the source), kind (``about`` / ``at_least`` / ``range`` /
     ``up_to`` for a number this workbook tests, ``context`` for one it only quotes), low, high (floats,
@@ -46,7 +46,7 @@ def load_published_figures(path: Path | None = None) -> pd.DataFrame:
     """
     path = FIGURES_FILE if path is None else Path(path)
     if not path.is_file():
-        raise ReportError(f"No published-figures file {path.name!r}; restore helpers/published_figures.csv from git.")
+        raise ReportError(f"No published-figures file {path.name!r}; restore helpers/references.csv from git.")
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in FIGURE_COLUMNS if c not in table.columns]
     if missing:
@@ -75,7 +75,7 @@ def load_published_figures(path: Path | None = None) -> pd.DataFrame:
 
 def cite(figure_id: str, figures: pd.DataFrame | None = None, url: bool = True) -> str:
     """Where a published figure comes from: ``"<source>, <section> (<url>)"``."""
-    figures = load_published_figures() if figures is None else figures
+    figures = load_references() if figures is None else figures
     if figure_id not in figures.index:
         raise ReportError(f"No published figure {figure_id!r}; known: {sorted(figures.index)}.")
     row = figures.loc[figure_id]
@@ -85,7 +85,7 @@ def cite(figure_id: str, figures: pd.DataFrame | None = None, url: bool = True) 
 
 def sources_table(figure_ids: Iterable[str], figures: pd.DataFrame | None = None) -> pd.DataFrame:
     """The sources of the given figures (each once, in order): topic, figure, source, section, url."""
-    figures = load_published_figures() if figures is None else figures
+    figures = load_references() if figures is None else figures
     ids = list(dict.fromkeys(figure_ids))
     unknown = [i for i in ids if i not in figures.index]
     if unknown:
@@ -218,7 +218,7 @@ _PTQ_FP16 = dict(names=("ptq_fp16*", "ptq_float16*"), techniques=("*float16*", "
 _QAT = dict(names=("qat_int8*", "qat*"), techniques=("qat*", "*quantization-aware*", "*quantization_aware*"),
             exclude=("*mobile*", "*pqat*", "*cqat*", "*pcqat*", "prun*", "clust*", "*selective*"))
 
-# figure_id in published_figures.csv -> how this workbook tests it. The numbers come from the file.
+# figure_id in references.csv -> how this workbook tests it. The numbers come from the file.
 RULES: dict[str, dict[str, Any]] = {
     "ptq_dynamic_size": dict(metric="size_ratio", **_PTQ_DYNAMIC, why=_WHY_SIZE, why_exceeds=_EXCEEDS_SIZE),
     "ptq_dynamic_speed": dict(metric="speedup@1", **_PTQ_DYNAMIC, why=_WHY_DYNAMIC, why_exceeds=_EXCEEDS_SPEED),
@@ -249,8 +249,8 @@ RULES: dict[str, dict[str, Any]] = {
 
 def claims_from_figures(figures: pd.DataFrame | None = None, rules: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[Claim, ...]:
     """One :class:`Claim` per rule (default :data:`RULES`), its figure, kind, numbers, unit and source
-    read from the published-figures table (default: :func:`load_published_figures`)."""
-    figures = load_published_figures() if figures is None else figures
+    read from the published-figures table (default: :func:`load_references`)."""
+    figures = load_references() if figures is None else figures
     rules = RULES if rules is None else rules
     out = []
     for figure_id, rule in rules.items():
@@ -267,7 +267,7 @@ def claims_from_figures(figures: pd.DataFrame | None = None, rules: Mapping[str,
 
 @functools.lru_cache(maxsize=1)
 def default_claims() -> tuple[Claim, ...]:
-    """The workbook's claims, from ``helpers/published_figures.csv`` (read once, when first asked for)."""
+    """The workbook's claims, from ``helpers/references.csv`` (read once, when first asked for)."""
     return claims_from_figures()
 
 
@@ -368,7 +368,7 @@ def claims_table(
     """Published claims next to what this workbook measured, with a computed verdict.
 
     ``frame`` is :func:`helpers.results_table.variants_table` output and must hold ``baseline_fp32``;
-    ``claims`` defaults to :func:`default_claims` (the figures of ``published_figures.csv``). ``latency_1t``
+    ``claims`` defaults to :func:`default_claims` (the figures of ``references.csv``). ``latency_1t``
     (name → ms) overrides the manifest's 1-thread latencies with values measured in one run, so speed
     ratios compare like with like; ``extra`` (claim key → value) carries numbers the notebook measured
     itself; ``context`` fills the explanation templates (e.g. ``base_ms``, ``pp_per_image``; ``machine``

@@ -171,7 +171,7 @@ FIGURES_HEADER = "figure_id,topic,figure,kind,low,high,unit,source,section,url\n
 
 
 def test_every_claim_reads_its_figure_and_source_from_the_data_file():
-    figures = claims.load_published_figures()
+    figures = claims.load_references()
     for claim in claims.default_claims():
         row = figures.loc[claim.key]
         assert claim.claim == row.figure and claim.kind == row.kind and claim.technique == row.topic
@@ -188,7 +188,7 @@ def test_a_figure_changed_in_the_file_changes_the_verdict(tmp_path):
     changed = tmp_path / "figures.csv"
     changed.write_text(text.replace("ptq_int8_size,PTQ full integer int8,4x smaller,about,4,",
                                     "ptq_int8_size,PTQ full integer int8,8x smaller,about,8,"), encoding="utf-8")
-    defs = claims.claims_from_figures(claims.load_published_figures(changed))
+    defs = claims.claims_from_figures(claims.load_references(changed))
     row = claims.claims_table(t, claims=defs).reset_index().set_index("published").loc["8x smaller (≈ 8x)"]
     assert row.value == pytest.approx(4.0) and row.verdict == "falls short"
 
@@ -209,18 +209,18 @@ def test_malformed_figures_file_is_one_clear_error(tmp_path, row, message):
     bad = tmp_path / "figures.csv"
     bad.write_text(FIGURES_HEADER + row, encoding="utf-8")
     with pytest.raises(ReportError, match=message):
-        claims.load_published_figures(bad)
+        claims.load_references(bad)
 
 
 def test_missing_figures_file_or_column_is_a_clear_error(tmp_path):
     with pytest.raises(ReportError, match="No published-figures file"):
-        claims.load_published_figures(tmp_path / "absent.csv")
+        claims.load_references(tmp_path / "absent.csv")
     bad = tmp_path / "figures.csv"
     bad.write_text("figure_id,figure\na,b\n", encoding="utf-8")
     with pytest.raises(ReportError, match="lacks the column"):
-        claims.load_published_figures(bad)
+        claims.load_references(bad)
     with pytest.raises(ReportError, match="no row 'ptq_dynamic_size'"):
-        claims.claims_from_figures(claims.load_published_figures(claims.FIGURES_FILE).drop(index="ptq_dynamic_size"))
+        claims.claims_from_figures(claims.load_references(claims.FIGURES_FILE).drop(index="ptq_dynamic_size"))
 
 
 def test_cite_and_sources_table():
