@@ -145,22 +145,14 @@ import os, sys
 from ai_edge_litert.compiled_model import CompiledModel
 from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 from ai_edge_litert.options import CpuOptions, Options
-import numpy as np
+from helpers.calibrate import _compiled_call
 path, threads = sys.argv[1], int(sys.argv[2])
 for accelerator in sys.argv[3:]:
     os.write(2, f"@@probe {accelerator}\n".encode())
     flag = getattr(HardwareAccelerator, accelerator.upper())
     options = Options(hardware_accelerators=HardwareAccelerator(flag), cpu_options=CpuOptions(num_threads=threads))
     try:
-        compiled = CompiledModel.from_file(path, options=options)
-        signature = list(compiled.get_signature_list())[0]
-        details = compiled.get_input_tensor_details(signature)
-        inputs = {n: compiled.create_input_buffer_by_name(signature, n) for n in details}
-        outputs = {n: compiled.create_output_buffer_by_name(signature, n)
-                   for n in compiled.get_output_tensor_details(signature)}
-        for n, b in inputs.items():
-            b.write(np.zeros(details[n]["shape"], dtype=details[n].get("dtype", "float32")))
-        compiled.run_by_name(signature, inputs, outputs)
+        _compiled_call(CompiledModel.from_file(path, options=options))()
         print(accelerator, "OK", flush=True)
     except Exception as exc:
         print(accelerator, "FAILED", type(exc).__name__, " ".join(str(exc).split()), flush=True)
