@@ -3,6 +3,7 @@
 #   make test           helpers' unit tests + every notebook under nbval, from a fresh data folder
 #   make unit           only the helpers' unit tests
 #   make lab            JupyterLab on notebooks/
+#   make quick          only the variants notebooks 07, 07b and 08 need (a workshop's quick path, ~2 min)
 #   make test-browser   JupyterLab driven by headless Chromium: notebook 07 run through the UI, the report opened
 # Any of them on another Python (3.11, 3.12 or 3.13), in its own environment .venv-3.X:
 #   make test PYTHON=python3.13
@@ -27,7 +28,7 @@ BROWSER_DATA := data/_browser
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install run test unit lab outputs test-browser clean python-version
+.PHONY: install run quick test unit lab outputs test-browser clean python-version
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PY)" || { echo "PYTHON=$(PYTHON) was not found (neither on PATH nor in pyenv): install Python 3.11, 3.12 or 3.13, or set PYTHON=/path/to/python3.X" >&2; exit 2; }
@@ -50,6 +51,9 @@ install: $(STAMP) $(LAB_SETTINGS)
 run: install
 	$(BIN)/python -m helpers.run_notebooks
 
+quick: install
+	$(BIN)/python -m helpers.quick_variants
+
 # Notebooks run in order against an empty data folder, as on a fresh clone.
 test: install
 	rm -rf $(TEST_DATA)
@@ -63,9 +67,10 @@ unit: install
 lab: install
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks
 
-# Maintainers: re-execute the notebooks in place so the committed outputs are current.
+# Maintainers: re-execute the notebooks, then the solutions, in place so the committed outputs are current.
 outputs: install
 	$(BIN)/python -m helpers.run_notebooks --inplace
+	$(BIN)/python -m helpers.run_notebooks --inplace notebooks/solutions/*.ipynb
 
 # Headless Chromium (Debian's `chromium`, or CHROMIUM=/path) drives JupyterLab through Playwright.
 # Notebooks 07 and 08 run headless first, so the manifest and data/results/report.html exist.
@@ -85,4 +90,4 @@ python-version:
 	@echo $(PYVER)
 
 clean:
-	rm -rf data/models* data/results data/runs data/_test data/_test-* $(BROWSER_DATA)
+	rm -rf data/models* data/results data/runs data/recipes data/play data/_test data/_test-* $(BROWSER_DATA)

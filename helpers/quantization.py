@@ -21,10 +21,6 @@ from helpers.keras_setup import keras, quiet_native_stderr, tf
 from helpers.accounting import StoredTensor, op_name, read_flatbuffer, stored_tensors, tensor_name, tensor_type_name
 from helpers.litert_runner import ModelSource
 
-# Notebook 02 times its variants with these names; the one implementation is in helpers.litert_runner
-# (and helpers.latency.compare_latency builds the table from it).
-from helpers.litert_runner import interleaved_latency, paired_speedup  # noqa: E402,F401
-
 
 class QuantizationError(ValueError):
     """Bad input to a quantization helper (wrong shapes, unknown tensor, too few values...)."""

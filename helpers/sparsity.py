@@ -15,7 +15,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers import latency
 from helpers.accounting import file_size, gzipped_size, op_name, read_flatbuffer, stored_tensors
 from helpers.litert_runner import ModelSource, _read
 
@@ -281,8 +280,3 @@ def _cpu_flags() -> set[str] | None:
             return set(line.split(":", 1)[1].split())
     return None
 
-
-# --------------------------------------------------------------------------- fair latency comparison
-# One implementation lives in helpers.latency; these names keep notebook 04's calls working.
-compare_latency = latency.compare_latency
-latency_verdict = latency.latency_verdict

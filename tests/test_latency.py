@@ -85,11 +85,3 @@ def test_latency_verdict_bad_input():
         latency.latency_verdict(table.drop(columns="round_min_ms"), "a", "b")
     with pytest.raises(ValueError, match="margin"):
         latency.latency_verdict(table, "a", "b", margin=-1)
-
-
-def test_old_names_are_the_same_function():
-    from helpers import quantization, sparsity
-    from helpers.litert_runner import interleaved_latency, paired_speedup
-
-    assert sparsity.compare_latency is latency.compare_latency and sparsity.latency_verdict is latency.latency_verdict
-    assert quantization.interleaved_latency is interleaved_latency and quantization.paired_speedup is paired_speedup
