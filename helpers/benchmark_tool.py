@@ -206,42 +206,22 @@ def explain_cross_check(table: pd.DataFrame, tolerance: float = 0.10) -> list[st
 def benchmark_compiled_model(model: Path, num_threads: int = 1, runs: int = 500, warmup: int = 50) -> float:
     """Median ms of ``CompiledModel.run_by_name`` on CPU with ``num_threads``, in this process: the
     call the wheel's tool times, measured without its 2-decimal rounding (random input, as the tool)."""
-    import gc
     import time
 
-    from ai_edge_litert.compiled_model import CompiledModel
-    from ai_edge_litert.environment import Environment, EnvironmentOptions
-    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-    from ai_edge_litert.options import CpuOptions, Options
-
-    from helpers.keras_setup import quiet_native_stderr
+    from helpers.litert_runner import compiled_model, compiled_runner
 
     model = Path(model)
     if not model.is_file():
         raise ReportError(f"No model file {model.name!r} to benchmark.")
-    with quiet_native_stderr():  # the accelerator registry logs to fd 2 when created and destroyed
-        with Environment.create(options=EnvironmentOptions()) as env:
-            options = Options(hardware_accelerators=HardwareAccelerator(HardwareAccelerator.CPU),
-                              cpu_options=CpuOptions(num_threads=num_threads))
-            with CompiledModel.from_file(str(model), environment=env, options=options) as compiled:
-                signature = list(compiled.get_signature_list())[0]
-                details = compiled.get_input_tensor_details(signature)
-                inputs = {n: compiled.create_input_buffer_by_name(signature, n) for n in details}
-                outputs = {n: compiled.create_output_buffer_by_name(signature, n)
-                           for n in compiled.get_output_tensor_details(signature)}
-                rng = np.random.default_rng(0)
-                for name, buffer in inputs.items():
-                    d = details[name]
-                    buffer.write(rng.uniform(-1, 1, d["shape"]).astype(d.get("dtype", "float32")))
-                for _ in range(warmup):
-                    compiled.run_by_name(signature, inputs, outputs)
-                times = np.empty(runs)
-                for i in range(runs):
-                    t0 = time.perf_counter_ns()
-                    compiled.run_by_name(signature, inputs, outputs)
-                    times[i] = time.perf_counter_ns() - t0
-                del inputs, outputs
-        del compiled, env
-        gc.collect()
+    with compiled_model(model, "cpu", num_threads) as compiled:
+        run = compiled_runner(compiled, np.random.default_rng(0))
+        for _ in range(warmup):
+            run()
+        times = np.empty(runs)
+        for i in range(runs):
+            t0 = time.perf_counter_ns()
+            run()
+            times[i] = time.perf_counter_ns() - t0
+        del run
     return float(np.median(times) / 1e6)
 

@@ -31,12 +31,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
 from helpers.golden import GOLDEN_DIR, golden_agreement, record_golden  # noqa: F401 (re-exported)
+from helpers.litert_runner import compiled_model, compiled_runner
 from helpers.paths import atomic_write_text
 # what the selector reads back from a calibration file lives with the selector (no numpy needed)
 from helpers.selection import (  # noqa: F401 (re-exported)
@@ -98,45 +98,6 @@ def _interpreter_call(path: Path, threads: int, xnnpack: bool, batch: int = 1) -
     return interpreter.invoke, load_ms, first_ms
 
 
-@contextmanager
-def _compiled_model(path: Path, accelerator: str, threads: int) -> Iterator[Any]:
-    """A ``CompiledModel`` for one accelerator alone, in its own LiteRT environment, released (with
-    the environment's accelerator registry, which logs to fd 2) before the context ends."""
-    import gc
-
-    from ai_edge_litert.compiled_model import CompiledModel
-    from ai_edge_litert.environment import Environment, EnvironmentOptions
-    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-    from ai_edge_litert.options import CpuOptions, Options
-
-    from helpers.keras_setup import quiet_native_stderr
-
-    flag = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU, "npu": HardwareAccelerator.NPU}[accelerator]
-    options = Options(hardware_accelerators=HardwareAccelerator(flag), cpu_options=CpuOptions(num_threads=threads))
-    runtime = str(Path(__import__("ai_edge_litert").__file__).parent)
-    with quiet_native_stderr():
-        env = Environment.create(options=EnvironmentOptions(runtime_path=runtime))
-        try:
-            with CompiledModel.from_file(str(path), environment=env, options=options) as compiled:
-                yield compiled
-        finally:
-            env.close()
-            del env
-            gc.collect()
-
-
-def _compiled_call(compiled: Any) -> Callable[[], None]:
-    signature = list(compiled.get_signature_list())[0]
-    details = compiled.get_input_tensor_details(signature)
-    inputs = {n: compiled.create_input_buffer_by_name(signature, n) for n in details}
-    outputs = {n: compiled.create_output_buffer_by_name(signature, n)
-               for n in compiled.get_output_tensor_details(signature)}
-    for name, buffer in inputs.items():
-        d = details[name]
-        buffer.write(np.zeros(d["shape"], dtype=d.get("dtype", "float32")))
-    return lambda: compiled.run_by_name(signature, inputs, outputs)
-
-
 # Runs in one child process per model: a failing GPU/NPU driver can't take the caller down, and
 # LiteRT's own log (stderr) says why an accelerator failed, which its exception often does not.
 # A marker line on stderr before each attempt attributes the log lines to the accelerator.
@@ -145,14 +106,14 @@ import os, sys
 from ai_edge_litert.compiled_model import CompiledModel
 from ai_edge_litert.hardware_accelerator import HardwareAccelerator
 from ai_edge_litert.options import CpuOptions, Options
-from helpers.calibrate import _compiled_call
+from helpers.litert_runner import compiled_runner
 path, threads = sys.argv[1], int(sys.argv[2])
 for accelerator in sys.argv[3:]:
     os.write(2, f"@@probe {accelerator}\n".encode())
     flag = getattr(HardwareAccelerator, accelerator.upper())
     options = Options(hardware_accelerators=HardwareAccelerator(flag), cpu_options=CpuOptions(num_threads=threads))
     try:
-        _compiled_call(CompiledModel.from_file(path, options=options))()
+        compiled_runner(CompiledModel.from_file(path, options=options))()
         print(accelerator, "OK", flush=True)
     except Exception as exc:
         print(accelerator, "FAILED", type(exc).__name__, " ".join(str(exc).split()), flush=True)
@@ -258,8 +219,8 @@ def calibrate_variant(models: Path, entry: Mapping[str, Any], threads: Iterable[
         call, _, _ = _interpreter_call(path, t, xnnpack=False, batch=batch)
         backends["interpreter_builtin"] = _stats(time_calls(call, runs, budget_s / 4))
         if batch == 1:  # CompiledModel is timed with the model's own input shape
-            with _compiled_model(path, "cpu", t) as compiled:
-                backends["compiled_model_cpu"] = _stats(time_calls(_compiled_call(compiled), runs, budget_s / 4))
+            with compiled_model(path, "cpu", t) as compiled:
+                backends["compiled_model_cpu"] = _stats(time_calls(compiled_runner(compiled), runs, budget_s / 4))
         result["backends"][str(t)] = backends
     result["accelerators"] = probe_accelerators(path, min(threads))
     if memory:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -327,3 +328,48 @@ def paired_speedup(latency: "pd.DataFrame", reference: str) -> "pd.Series":
         raise ValueError(f"reference {reference!r} was not timed (columns: {list(latency.columns)}).")
     ratios = latency[[reference]].to_numpy() / latency.to_numpy()
     return pd.Series(np.median(ratios, axis=0), index=latency.columns, name="speedup")
+
+
+# --------------------------------------------------------------------------------------------------
+# CompiledModel (the newer LiteRT API, with accelerator options)
+# --------------------------------------------------------------------------------------------------
+
+@contextmanager
+def compiled_model(path: Path, accelerator: str, threads: int) -> Iterator[Any]:
+    """A ``CompiledModel`` for one accelerator alone, in its own LiteRT environment, released (with
+    the environment's accelerator registry, which logs to fd 2) before the context ends."""
+    import gc
+
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.environment import Environment, EnvironmentOptions
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from ai_edge_litert.options import CpuOptions, Options
+
+    flag = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU, "npu": HardwareAccelerator.NPU}[accelerator]
+    options = Options(hardware_accelerators=HardwareAccelerator(flag), cpu_options=CpuOptions(num_threads=threads))
+    runtime = str(Path(__import__("ai_edge_litert").__file__).parent)
+    with quiet_native_stderr():
+        env = Environment.create(options=EnvironmentOptions(runtime_path=runtime))
+        try:
+            with CompiledModel.from_file(str(path), environment=env, options=options) as compiled:
+                yield compiled
+        finally:
+            env.close()
+            del env
+            gc.collect()
+
+
+def compiled_runner(compiled: Any, rng: np.random.Generator | None = None) -> Callable[[], None]:
+    """A no-argument call that runs ``compiled``'s first signature on buffers made once: zeros, or
+    uniform values in [-1, 1) from ``rng`` (what the wheel's benchmark tool feeds)."""
+    signature = list(compiled.get_signature_list())[0]
+    details = compiled.get_input_tensor_details(signature)
+    inputs = {n: compiled.create_input_buffer_by_name(signature, n) for n in details}
+    outputs = {n: compiled.create_output_buffer_by_name(signature, n)
+               for n in compiled.get_output_tensor_details(signature)}
+    for name, buffer in inputs.items():
+        d = details[name]
+        dtype = d.get("dtype", "float32")
+        value = np.zeros(d["shape"]) if rng is None else rng.uniform(-1, 1, d["shape"])
+        buffer.write(value.astype(dtype))
+    return lambda: compiled.run_by_name(signature, inputs, outputs)
