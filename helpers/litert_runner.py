@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -254,13 +254,15 @@ def benchmark_latency(
 def interleaved_latency(
     sources: dict[str, ModelSource],
     sample: np.ndarray,
-    num_threads: int = 1,
+    num_threads: "int | Mapping[str, int]" = 1,
     rounds: int = 5,
     runs: int = 100,
     warmup: int = 10,
     seed: int = 0,
     budget_ms: float | None = None,
     skip_unloadable: bool = False,
+    use_xnnpack: "bool | Mapping[str, bool]" = True,
+    samples: dict[str, list[float]] | None = None,
 ) -> "pd.DataFrame":
     """Median single-sample ``invoke()`` time (ms) of several models, timed in ``rounds``
     interleaved rounds (a new random order each round): one row per round, one column per model.
@@ -270,7 +272,10 @@ def interleaved_latency(
     the models alternate, a slow spell of a shared machine hits all of them, so the ratio of two
     columns in the same row is a fair comparison (:func:`paired_speedup`). With
     ``skip_unloadable``, a model that cannot be loaded or fed ``sample`` is left out instead of
-    raising :class:`TFLiteModelError`.
+    raising :class:`TFLiteModelError`. ``use_xnnpack=False`` times the built-in kernels; ``num_threads``
+    and ``use_xnnpack`` may also map each name to its own setting (one file timed at 1 and 2 threads,
+    or with and without XNNPACK, in the same rounds). Pass a dict
+    as ``samples`` to receive every timed call (ms) per model, for percentiles over all rounds.
     """
     import pandas as pd
 
@@ -282,7 +287,8 @@ def interleaved_latency(
     calls: dict[str, int] = {}
     for name, src in sources.items():
         try:
-            model = LiteRTModel(src, num_threads=num_threads)
+            model = LiteRTModel(src, num_threads=num_threads[name] if isinstance(num_threads, Mapping) else num_threads,
+                                use_xnnpack=use_xnnpack[name] if isinstance(use_xnnpack, Mapping) else use_xnnpack)
             x = model.prepare_input(np.asarray(sample)[:1])
         except TFLiteModelError:
             if skip_unloadable:
@@ -315,6 +321,8 @@ def interleaved_latency(
                 it.invoke()
                 times[j] = time.perf_counter_ns() - t0
             row[names[i]] = float(np.median(times)) / 1e6
+            if samples is not None:
+                samples.setdefault(names[i], []).extend((times / 1e6).tolist())
         rows.append({n: row[n] for n in names})
     return pd.DataFrame(rows, columns=names, index=pd.RangeIndex(1, rounds + 1, name="round"))
 

@@ -91,6 +91,15 @@ def _validators() -> tuple[Any, Any]:
     return strict(schema), strict(variant)
 
 
+@functools.cache
+def _family_validator() -> Any:
+    """Validator of one entry of a manifest family (``$defs/family_variant``)."""
+    _validators()
+    top = _validators()[0]
+    schema = manifest_schema()
+    return type(top)({"$ref": "#/$defs/family_variant", "$defs": schema["$defs"]})
+
+
 REQUIRED: tuple[str, ...] = tuple(manifest_schema()["$defs"]["variant"]["required"])
 _NAME_PATTERN = manifest_schema()["$defs"]["variant"]["properties"]["name"]["pattern"]
 _DTYPES = manifest_schema()["$defs"]["variant"]["properties"]["input"]["properties"]["dtype"]["enum"]
@@ -427,3 +436,45 @@ def variants_frame(doc: dict[str, Any]) -> pd.DataFrame:
         frame = frame.set_index("name")
     return frame
 
+
+
+def register_family(path: Path, family: str, entries: list[dict[str, Any]], dataset: str) -> list[dict[str, Any]]:
+    """Replace the manifest's ``families[family]`` with ``entries`` (under the lock, creating the
+    manifest if needed): models kept beside the variants an app chooses from, never selected (e.g.
+    the latency lab's random-weight architectures). Each entry must match ``$defs/family_variant``."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", family):
+        raise ManifestError(f"family name {family!r} must be lower-case letters, digits and '_'.")
+    for entry in entries:
+        error = next(iter(_family_validator().iter_errors(entry)), None)
+        if error is not None:
+            raise ManifestError(f"{family} entry {entry.get('name', '?')!r}: {_explain(error)}.")
+    names = [e["name"] for e in entries]
+    if len(set(names)) != len(names):
+        raise ManifestError(f"{family}: entry names must be unique.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(path):
+        doc = load_manifest(path) if path.exists() else {"dataset": dataset, "variants": []}
+        if doc["dataset"] != dataset:
+            raise ManifestError(f"{path.name} holds variants for '{doc['dataset']}', not '{dataset}'.")
+        doc["schema_version"] = SCHEMA_VERSION
+        doc.setdefault("families", {})[family] = list(entries)
+        atomic_write_text(path, dumps_manifest(doc))
+    return list(entries)
+
+
+def read_family(path: Path, family: str) -> tuple[list[dict[str, Any]], list[BadVariant]]:
+    """The entries of ``families[family]`` in the manifest at ``path`` that match the schema, and the
+    malformed ones with their reasons (skipped, as a malformed variant is). An absent family is empty."""
+    doc = load_manifest(Path(path))
+    items = (doc.get("families") or {}).get(family, [])
+    good: list[dict[str, Any]] = []
+    bad: list[BadVariant] = []
+    for i, entry in enumerate(items):
+        name = entry.get("name") if isinstance(entry, dict) and isinstance(entry.get("name"), str) else f"{family}[{i}]"
+        error = next(iter(_family_validator().iter_errors(entry)), None)
+        if error is not None:
+            bad.append(BadVariant(name, _explain(error)))
+        else:
+            good.append(entry)
+    return good, bad
