@@ -1,15 +1,17 @@
-"""Bookkeeping for knowledge distillation (notebook 06): the student, its batches, the training runs
-of a temperature/alpha sweep and of an alone-vs-distilled comparison over seeds, and saving a student.
+"""Bookkeeping for knowledge distillation (notebook 06): the student, the loops over seeds and over
+student sizes of the alone-vs-distilled comparison, and saving a student.
 
-The distiller itself is the lesson: it is written in notebook 06, in the code cell tagged
-``distiller``. Nothing here holds a second copy of it. The functions that train take that class as
-an argument (``distiller_cls``), and :func:`lesson_distiller` defines it by running that very cell,
-for code that runs outside the notebook (the unit tests, the exercise solutions).
+The lesson is written in notebook 06: the views (``mixup``, in the code cell tagged ``views``) and
+the ``Distiller`` with its function-matching train step (the cell tagged ``distiller``). Nothing here
+holds a second copy of them. The functions that train take the class and the view function as
+arguments, and :func:`lesson_distiller` / :func:`lesson_views` define them by running those very
+cells, for code that runs outside the notebook (the unit tests, the exercise solutions).
 
 The contract ``distiller_cls`` must meet (the notebook's ``Distiller`` does)::
 
-    distiller_cls(student, temperature=..., alpha=...)   # a keras.Model subclass
-    .compile(optimizer=...); .fit(batches of (x, (labels, teacher_logits)))
+    distiller_cls(student, teacher=..., temperature=..., alpha=..., augment=..., seed=...)  # a keras.Model
+    .rng                      # the tf.random.Generator that draws the views
+    .compile(optimizer=...); .fit(batches of (x, integer labels))
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import functools
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -30,10 +32,11 @@ from helpers.training import batches, evaluate_keras
 
 LESSON_NOTEBOOK = "06_knowledge_distillation.ipynb"
 DISTILLER_TAG = "distiller"
+VIEWS_TAG = "views"
 
 
 class DistillationError(ValueError):
-    """A distillation input is invalid (cached logits, a missing distiller class)."""
+    """A distillation input is invalid (a missing distiller class, no seeds, a bad size)."""
 
 
 def lesson_distiller(notebook: str | Path | None = None) -> type:
@@ -42,26 +45,44 @@ def lesson_distiller(notebook: str | Path | None = None) -> type:
     The cell runs with ``keras`` (tf_keras), ``tf`` and ``np`` defined, as in the notebook. One
     class, one source: the notebook teaches it, and tests and solutions use the same text.
     """
-    path = Path(notebook) if notebook is not None else project_root() / "notebooks" / LESSON_NOTEBOOK
-    return _lesson_distiller(path.resolve())
+    found = _lesson_cell(_notebook_path(notebook), DISTILLER_TAG)
+    if not isinstance(found.get("Distiller"), type):
+        raise LookupError(f"the cell tagged {DISTILLER_TAG!r} in {LESSON_NOTEBOOK} does not define a class Distiller.")
+    return found["Distiller"]
 
 
-@functools.lru_cache(maxsize=4)
-def _lesson_distiller(path: Path) -> type:
+def lesson_views(notebook: str | Path | None = None) -> Callable[..., Any]:
+    """The ``mixup`` view function of notebook 06, defined by running its code cell tagged ``views``."""
+    found = _lesson_cell(_notebook_path(notebook), VIEWS_TAG)
+    if not callable(found.get("mixup")):
+        raise LookupError(f"the cell tagged {VIEWS_TAG!r} in {LESSON_NOTEBOOK} does not define a function mixup.")
+    return found["mixup"]
+
+
+def lesson_namespace(tag: str, notebook: str | Path | None = None) -> dict[str, Any]:
+    """Everything notebook 06's code cell tagged ``tag`` defines (e.g. ``views``: ``mixup`` and
+    ``random_shift``), by running that cell (with ``keras``, ``tf`` and ``np`` defined)."""
+    return dict(_lesson_cell(_notebook_path(notebook), tag))
+
+
+def _notebook_path(notebook: str | Path | None) -> Path:
+    return (Path(notebook) if notebook is not None else project_root() / "notebooks" / LESSON_NOTEBOOK).resolve()
+
+
+@functools.lru_cache(maxsize=8)
+def _lesson_cell(path: Path, tag: str) -> dict[str, Any]:
     if not path.exists():
-        raise FileNotFoundError(f"{path.name} not found: the Distiller is defined in notebook 06 ({LESSON_NOTEBOOK}).")
+        raise FileNotFoundError(f"{path.name} not found: the lesson's code is in notebook 06 ({LESSON_NOTEBOOK}).")
     cells = [
         c for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
-        if c["cell_type"] == "code" and DISTILLER_TAG in (c.get("metadata", {}).get("tags") or [])
+        if c["cell_type"] == "code" and tag in (c.get("metadata", {}).get("tags") or [])
     ]
     if len(cells) != 1:
-        raise LookupError(f"{path.name} must have exactly one code cell tagged {DISTILLER_TAG!r}, found {len(cells)}.")
+        raise LookupError(f"{path.name} must have exactly one code cell tagged {tag!r}, found {len(cells)}.")
     source = "".join(cells[0]["source"])
-    namespace: dict[str, Any] = {"keras": keras(), "tf": tf(), "np": np, "__name__": "lesson_distiller"}
-    exec(compile(source, f"{path.name}, cell tagged {DISTILLER_TAG!r}", "exec"), namespace)  # noqa: S102
-    if not isinstance(namespace.get("Distiller"), type):
-        raise LookupError(f"the cell tagged {DISTILLER_TAG!r} in {path.name} does not define a class Distiller.")
-    return namespace["Distiller"]
+    namespace: dict[str, Any] = {"keras": keras(), "tf": tf(), "np": np, "__name__": f"lesson_{tag}"}
+    exec(compile(source, f"{path.name}, cell tagged {tag!r}", "exec"), namespace)  # noqa: S102
+    return namespace
 
 
 def build_student_cnn(
@@ -90,155 +111,178 @@ def param_ratio(teacher: Any, student: Any) -> float:
     return teacher.count_params() / student.count_params()
 
 
-def distillation_dataset(
-    x: np.ndarray,
-    y: np.ndarray,
-    teacher_logits: np.ndarray | None = None,
-    batch_size: int = 32,
-    seed: int = 0,
-    shuffle: bool = True,
-) -> Any:
-    """A ``tf.data`` pipeline of ``(x, labels)`` or, with cached logits, ``(x, (labels, logits))``.
-
-    Batched by :func:`helpers.training.batches` (shuffle with ``seed``, then batch), so a student
-    trained alone and a distilled one see the same images in the same batches in the same order.
-    """
-    if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} rows but y has {len(y)}.")
-    targets: Any = y
-    if teacher_logits is not None:
-        teacher_logits = np.asarray(teacher_logits, dtype=np.float32)
-        if teacher_logits.ndim != 2 or len(teacher_logits) != len(x):
-            raise DistillationError(
-                f"teacher_logits must have shape (rows of x = {len(x)}, classes), got {teacher_logits.shape}; "
-                "compute them with teacher.predict(x) on the same x."
-            )
-        if not np.all(np.isfinite(teacher_logits)):
-            raise DistillationError("teacher_logits contain NaN or inf; check the teacher model.")
-        targets = (y, teacher_logits)
-    return batches(x, targets, batch_size, seed, shuffle)
-
-
-def train_student(
-    student: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    teacher_logits: np.ndarray | None = None,
-    *,
-    distiller_cls: type | None = None,
-    temperature: float = 4.0,
-    alpha: float = 0.1,
-    epochs: int = 20,
-    batch_size: int = 32,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
-) -> Any:
-    """Train ``student`` alone (``teacher_logits=None``: plain cross-entropy) or distilled from
-    cached teacher logits with ``distiller_cls(student, temperature=, alpha=)``.
-
-    Both arms use the same optimizer, learning rate, epochs and batches (same shuffle seed); the
-    only difference is the loss. Seed the weights before building the student (:func:`seeded`).
-    Returns the trained student (the model that ships).
-    """
-    if teacher_logits is not None and distiller_cls is None:
-        raise DistillationError(
-            "teacher_logits given but no distiller_cls: pass the Distiller class "
-            "(notebook 06's, or helpers.distillation.lesson_distiller())."
-        )
-    k = keras()
-    data = distillation_dataset(x, y, teacher_logits, batch_size, seed)
-    optimizer = k.optimizers.Adam(learning_rate)
-    # Creating Adam's slots up front (and compiling no training metrics: callers measure accuracy
-    # afterwards) lets tf.function trace the train step once instead of twice.
-    optimizer.build(student.trainable_variables)
-    if teacher_logits is None:
-        model = student
-        model.compile(optimizer=optimizer, loss=k.losses.SparseCategoricalCrossentropy(from_logits=True))
-    else:
-        model = distiller_cls(student, temperature=temperature, alpha=alpha)
-        model.compile(optimizer=optimizer)
-    model.fit(data, epochs=epochs, verbose=0)
-    return student
-
-
 def seeded(make_student: Callable[[], Any], seed: int) -> Any:
     """``make_student()`` built right after :func:`helpers.repro.set_seed` (its initial weights depend on ``seed``)."""
     set_seed(seed)
     return make_student()
 
 
-def sweep(
-    make_student: Callable[[], Any],
-    distiller_cls: type,
+def train_student(
+    student: Any,
     x: np.ndarray,
     y: np.ndarray,
-    teacher_logits: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    temperatures: Iterable[float],
-    alphas: Iterable[float],
+    *,
+    epochs: int = 30,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
     seed: int = 0,
-    verbose: bool = True,
-    **recipe: Any,
-) -> tuple[pd.DataFrame, dict[tuple[float, float], Any]]:
-    """Distil a freshly seeded student at every (temperature, alpha); score each on ``x_val, y_val``.
+) -> Any:
+    """Train ``student`` alone on the labels with the plain recipe (no views, no teacher): Adam,
+    cross-entropy, batches shuffled with ``seed``. The quick path (:mod:`helpers.quick_variants`)
+    builds its student this way. Returns the trained student."""
+    k = keras()
+    optimizer = k.optimizers.Adam(learning_rate)
+    optimizer.build(student.trainable_variables)  # Adam's slots up front: tf.function traces once
+    student.compile(optimizer=optimizer, loss=k.losses.SparseCategoricalCrossentropy(from_logits=True))
+    student.fit(batches(x, y, batch_size, seed), epochs=epochs, verbose=0)
+    return student
 
-    ``recipe`` holds :func:`train_student`'s ``epochs``, ``batch_size``, ``learning_rate``. Returns
-    a table (temperature, alpha, val_accuracy) in sweep order and the trained students by setting.
-    With ``verbose``, prints one line per setting.
+
+def fit_seeds(
+    distiller_cls: type,
+    make_student: Callable[[], Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    seeds: Iterable[int],
+    *,
+    teacher: Any = None,
+    temperature: float = 1.0,
+    alpha: float = 0.0,
+    augment: Callable[..., Any] | None = None,
+    epochs: int = 100,
+    batch_size: int = 128,
+    learning_rate: float = 3e-3,
+    trained: Mapping[int, Any] | None = None,
+) -> tuple[pd.Series, dict[int, Any]]:
+    """One student per seed, trained with ``distiller_cls(student, teacher, temperature, alpha,
+    augment, seed)`` and Adam with a cosine-decayed learning rate; scored on ``x_eval, y_eval``.
+
+    Seed ``s`` sets the student's initial weights (:func:`seeded`), the batch order (shuffle seed)
+    and the views (``distiller.rng`` reset from ``s``), so the same seed gives the same run with any
+    ``alpha``. To save time, one distiller is compiled once and reused: before each seed its student
+    gets the seeded initial weights, the optimizer's state is zeroed and the view generator is
+    reseeded, which trains exactly as a fresh distiller would (a unit test checks it). ``trained``
+    passes students already trained with this recipe, by seed; they are scored, not retrained.
+    Returns the accuracies (a Series indexed by seed) and a separate trained student per seed.
     """
-    rows, trained = [], {}
-    start = time.perf_counter()
-    for t in temperatures:
-        for a in alphas:
-            student = train_student(seeded(make_student, seed), x, y, teacher_logits, distiller_cls=distiller_cls,
-                                    temperature=t, alpha=a, seed=seed, **recipe)
-            trained[(float(t), float(a))] = student
-            rows.append({"temperature": float(t), "alpha": float(a), "val_accuracy": evaluate_keras(student, x_val, y_val)})
-            if verbose:
-                print(f"T = {t:g}, alpha = {a:g}: val accuracy {rows[-1]['val_accuracy']:.4f} "
-                      f"({time.perf_counter() - start:.0f} s)")
-    return pd.DataFrame(rows), trained
+    seeds = list(seeds)
+    if not seeds:
+        raise DistillationError("fit_seeds needs at least one seed.")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} rows but y has {len(y)}.")
+    k, tf_ = keras(), tf()
+    done = dict(trained or {})
+    students: dict[int, Any] = {}
+    distiller = optimizer = None
+    steps = int(np.ceil(len(x) / batch_size))
+    for seed in seeds:
+        if seed in done:
+            students[seed] = done[seed]
+            continue
+        initial = seeded(make_student, seed).get_weights()
+        if distiller is None:
+            distiller = distiller_cls(make_student(), teacher=teacher, temperature=temperature, alpha=alpha,
+                                      augment=augment, seed=seed)
+            optimizer = k.optimizers.Adam(k.optimizers.schedules.CosineDecay(learning_rate, epochs * steps))
+            optimizer.build(distiller.student.trainable_variables)
+            distiller.compile(optimizer=optimizer, steps_per_execution=steps * epochs)  # one call per run
+        distiller.student.set_weights(initial)
+        for variable in optimizer.variables():  # step count (and so the schedule) and Adam's moments
+            variable.assign(tf_.zeros_like(variable))
+        distiller.rng.reset_from_seed(seed)
+        # The batches repeated `epochs` times in one fit call: the same batches, in the same order, as
+        # fit(..., epochs=epochs), without Keras's per-epoch overhead (a unit test checks it).
+        distiller.fit(batches(x, y, batch_size, seed).repeat(epochs), epochs=1, verbose=0)
+        copy = make_student()
+        copy.set_weights(distiller.student.get_weights())
+        students[seed] = copy
+    scores = pd.Series({s: evaluate_keras(students[s], x_eval, y_eval) for s in seeds}, name="accuracy")
+    scores.index.name = "seed"
+    return scores, students
 
 
 def alone_vs_distilled(
-    make_student: Callable[[], Any],
     distiller_cls: type,
+    make_student: Callable[[], Any],
+    teacher: Any,
     x: np.ndarray,
     y: np.ndarray,
-    teacher_logits: np.ndarray,
-    x_test: np.ndarray,
-    y_test: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
     seeds: Iterable[int],
-    temperature: float,
-    alpha: float,
-    trained: dict[tuple[str, int], Any] | None = None,
+    *,
+    temperature: float = 1.0,
+    alpha: float = 0.0,
+    trained: Mapping[tuple[str, int], Any] | None = None,
     verbose: bool = True,
     **recipe: Any,
 ) -> tuple[pd.DataFrame, dict[tuple[str, int], Any]]:
-    """The same student trained alone and distilled, once per seed, scored on ``x_test, y_test``.
+    """The same student trained **alone** (``alpha = 1``: the labels of the views, no teacher) and
+    **distilled** (``temperature``, ``alpha``, the teacher called on the same views), once per seed.
 
-    Both arms of a seed start from the same initial weights and see the same batches. ``trained``
-    passes students already trained with this recipe (keys ``("alone" | "distilled", seed)``), which
-    are reused, not retrained. Returns a table indexed by seed (columns ``alone``, ``distilled``)
-    and every student by ``(arm, seed)``.
+    ``recipe`` holds :func:`fit_seeds`'s ``augment``, ``epochs``, ``batch_size``, ``learning_rate``,
+    the same for both arms. Both arms of a seed start from the same weights and see the same views
+    in the same order. ``trained`` passes students already trained, keys ``("alone" | "distilled",
+    seed)``. Returns a table indexed by seed (columns ``alone``, ``distilled``) and every student
+    by ``(arm, seed)``.
     """
-    students = dict(trained or {})
-    rows = []
+    seeds = list(seeds)
+    trained = dict(trained or {})
+    settings = {"alone": dict(teacher=None, temperature=1.0, alpha=1.0),
+                "distilled": dict(teacher=teacher, temperature=temperature, alpha=alpha)}
+    columns, students = {}, {}
     start = time.perf_counter()
-    for seed in seeds:
-        if ("alone", seed) not in students:
-            students[("alone", seed)] = train_student(seeded(make_student, seed), x, y, seed=seed, **recipe)
-        if ("distilled", seed) not in students:
-            students[("distilled", seed)] = train_student(
-                seeded(make_student, seed), x, y, teacher_logits, distiller_cls=distiller_cls,
-                temperature=temperature, alpha=alpha, seed=seed, **recipe)
-        rows.append({"seed": seed, **{arm: evaluate_keras(students[(arm, seed)], x_test, y_test)
-                                      for arm in ("alone", "distilled")}})
+    for arm, setting in settings.items():
+        done = {s: m for (a, s), m in trained.items() if a == arm}
+        columns[arm], by_seed = fit_seeds(distiller_cls, make_student, x, y, x_eval, y_eval, seeds,
+                                          trained=done, **setting, **recipe)
+        students.update({(arm, s): m for s, m in by_seed.items()})
         if verbose:
-            print(f"seed {seed}: alone {rows[-1]['alone']:.4f} | distilled {rows[-1]['distilled']:.4f} "
-                  f"({time.perf_counter() - start:.0f} s)")
-    return pd.DataFrame(rows).set_index("seed"), students
+            print(f"{arm:>9}: " + " | ".join(f"seed {s} {a:.4f}" for s, a in columns[arm].items())
+                  + f"  ({time.perf_counter() - start:.0f} s)")
+    return pd.DataFrame(columns), students
+
+
+def size_sweep(
+    distiller_cls: type,
+    sizes: Mapping[str, Callable[[], Any]],
+    teacher: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    seeds: Iterable[int],
+    *,
+    done: Mapping[str, pd.DataFrame] | None = None,
+    verbose: bool = True,
+    **settings: Any,
+) -> pd.DataFrame:
+    """:func:`alone_vs_distilled` for every student in ``sizes`` (name -> builder), one row per size:
+    parameters, the teacher/student parameter ratio, mean and sd of each arm, the gain in points and
+    the :func:`verdict`. ``done`` passes comparisons already run (name -> its seed table); their
+    seeds in ``seeds`` are reused, not retrained. ``settings`` go to :func:`alone_vs_distilled`.
+    """
+    seeds = list(seeds)
+    rows = []
+    for name, make in sizes.items():
+        if done and name in done:
+            runs = done[name].loc[[s for s in seeds if s in done[name].index]]
+        else:
+            runs, _ = alone_vs_distilled(distiller_cls, make, teacher, x, y, x_eval, y_eval, seeds,
+                                         verbose=False, **settings)
+        params = make().count_params()
+        rows.append({"student": name, "params": params, "ratio": teacher.count_params() / params,
+                     "seeds": len(runs), "alone": runs.alone.mean(), "alone_sd": runs.alone.std(),
+                     "distilled": runs.distilled.mean(), "distilled_sd": runs.distilled.std(),
+                     "gain_pp": 100 * (runs.distilled.mean() - runs.alone.mean()),
+                     "verdict": verdict(runs.alone, runs.distilled)})
+        if verbose:
+            r = rows[-1]
+            print(f"{name}: {params:,} parameters | alone {r['alone']:.4f} | distilled {r['distilled']:.4f} "
+                  f"| {r['gain_pp']:+.2f} pp")
+    return pd.DataFrame(rows).set_index("student")
 
 
 def verdict(alone: Iterable[float], distilled: Iterable[float]) -> str:
