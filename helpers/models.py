@@ -72,7 +72,8 @@ def compile_classifier(model: Any, learning_rate: float = 1e-3) -> Any:
 
 def load_or_train_baseline(models: Path, dataset: Any, seed: int = 0) -> Any:
     """Load ``<models>/baseline.keras``; if it is missing, train it as notebook 01 does
-    (:data:`BASELINE_RECIPE`, same seed) and save it.
+    (:data:`BASELINE_RECIPE` scaled to the training set by :func:`helpers.training.budget`, same
+    seed) and save it.
 
     Lets every notebook run alone from a fresh kernel. ``models`` is the dataset's models folder
     (:func:`helpers.paths.models_dir`). Holds ``baseline.keras.lock`` while it checks and trains,
@@ -81,7 +82,7 @@ def load_or_train_baseline(models: Path, dataset: Any, seed: int = 0) -> Any:
     from filelock import FileLock
 
     from helpers.repro import set_seed
-    from helpers.training import fit
+    from helpers.training import budget, fit
 
     path = Path(models) / BASELINE_KERAS
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +92,7 @@ def load_or_train_baseline(models: Path, dataset: Any, seed: int = 0) -> Any:
             return k.models.load_model(path)
         print(f"{path.name} not found: training the baseline as notebook 01 does ...")
         set_seed(seed)
-        recipe = BASELINE_RECIPE
+        recipe = budget(BASELINE_RECIPE, len(dataset.y_train))
         model = compile_classifier(
             build_baseline_cnn(dataset.input_shape, dataset.num_classes), recipe["learning_rate"]
         )

@@ -6,6 +6,10 @@
 
 Each notebook runs in a fresh kernel (as a reader's "Restart & Run All"); a failing cell stops the
 run with the notebook and cell named. Timings go to ``data/results/notebook_times.json``.
+
+Kernels run with ``WORKBOOK_CONSOLE_PROGRESS=1`` (training prints its epoch lines on this console too)
+and ``WORKBOOK_NOTEBOOK=<notebook>``. On a dataset other than the default, a claim tuned to the default
+dataset that does not hold is a finding (:mod:`helpers.findings`), not a stop: they are listed at the end.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from helpers.paths import atomic_write_text, data_dir, project_root, results_dir
+from helpers import findings
+from helpers.paths import atomic_write_text, data_dir, project_root, relative_to_data, results_dir
 
 # LiteRT's native logger prints INFO lines on stderr (accelerator registration, and "DestroyAccelerator"
 # when the kernel exits) and has no switch to turn them off. Only lines of that form are dropped from the
@@ -94,6 +99,23 @@ def execute(path: Path, out: Path, timeout: int, position: str) -> float:
     return elapsed
 
 
+def report_findings(data: Path, dataset: str, to: IO[str] | None = None) -> list[str]:
+    """Print the findings recorded for ``dataset`` and where they are written; return them."""
+    to = to or sys.stdout
+    if findings.is_default(dataset):
+        return []
+    lines = findings.summary(data, dataset)
+    where = relative_to_data(findings.findings_path(data, dataset), data)
+    if lines:
+        to.write(f"{len(lines)} finding(s) on {dataset} (claims tuned to the default dataset that do not hold "
+                 f"here), written to {where}:\n")
+        to.writelines(f"  - {line}\n" for line in lines)
+    else:
+        to.write(f"no findings on {dataset}: every claim tuned to the default dataset held ({where})\n")
+    to.flush()
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9]*.ipynb in order")
@@ -104,17 +126,46 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print("no notebooks found", file=sys.stderr)
         return 2
-    runs = data_dir() / "runs"
+    from helpers.data import DOWNLOADABLE, DatasetUnavailableError, dataset_name, load_dataset
+    from helpers.paths import models_dir
+
+    data, dataset = data_dir(), dataset_name()
+    if not findings.is_default(dataset) and dataset not in DOWNLOADABLE:
+        try:  # a missing or malformed .npz, or an unknown name: one error now, not a traceback in notebook 01
+            load_dataset(dataset)
+        except DatasetUnavailableError as exc:
+            print(f"WORKBOOK_DATASET={dataset}: {exc}", file=sys.stderr)
+            return 2
+    if args.inplace and not findings.is_default(dataset):
+        print(f"--inplace writes the committed outputs, which come from the default dataset, not {dataset}: "
+              "unset WORKBOOK_DATASET, or run without --inplace (outputs go to the data folder's runs/).",
+              file=sys.stderr)
+        return 2
+    runs = data / "runs"
     times: dict[str, float] = {}
     total = time.perf_counter()
-    for i, nb in enumerate(notebooks, 1):
-        out = nb if args.inplace else runs / nb.name
-        times[nb.name] = round(execute(nb.resolve(), out, args.timeout, f"[{i}/{len(notebooks)}]"), 1)
-        print(f"    {nb.name}: {times[nb.name]:.0f} s")
+    before = dict(os.environ)
+    os.environ.setdefault("WORKBOOK_CONSOLE_PROGRESS", "1")  # the kernels inherit it: epoch lines here
+    try:
+        for i, nb in enumerate(notebooks, 1):
+            out = nb if args.inplace else runs / nb.name
+            os.environ[findings.NOTEBOOK_ENV] = nb.stem
+            if not findings.is_default(dataset):
+                findings.clear(data, dataset, nb.stem)  # this run's findings replace the last run's
+            times[nb.name] = round(execute(nb.resolve(), out, args.timeout, f"[{i}/{len(notebooks)}]"), 1)
+            print(f"    {nb.name}: {times[nb.name]:.0f} s")
+    finally:
+        for name in ("WORKBOOK_CONSOLE_PROGRESS", findings.NOTEBOOK_ENV):  # as the caller had them
+            if name in before:
+                os.environ[name] = before[name]
+            else:
+                os.environ.pop(name, None)
+        report_findings(data, dataset)
     times["total"] = round(time.perf_counter() - total, 1)
-    atomic_write_text(results_dir(data_dir()) / "notebook_times.json", json.dumps(times, indent=2) + "\n")
+    atomic_write_text(results_dir(data) / "notebook_times.json", json.dumps(times, indent=2) + "\n")
+    models = relative_to_data(models_dir(data, dataset), data)
     print(f"all {len(notebooks)} notebooks ran in {times['total'] / 60:.1f} min; "
-          f"outputs in {'the notebooks' if args.inplace else 'data/runs/'}, models in data/models/")
+          f"outputs in {'the notebooks' if args.inplace else relative_to_data(runs, data) + '/'}, models in {models}/")
     return 0
 
 

@@ -171,7 +171,7 @@ def ensure_magnitude_pruned(models: Any, dataset: Any, baseline: Any, seed: int 
     from helpers import accounting, registry
     from helpers.keras_setup import quiet_native_stderr, tf
     from helpers.models import compile_classifier
-    from helpers.training import EpochLine
+    from helpers.training import EpochLine, budget
 
     manifest = registry.manifest_path(Path(models))
     present = {v["name"] for v in registry.load_manifest(manifest)["variants"]} if manifest.exists() else set()
@@ -179,7 +179,7 @@ def ensure_magnitude_pruned(models: Any, dataset: Any, baseline: Any, seed: int 
         return []
     print("pruned_80_fp32 is not registered: pruning the baseline to 80 % as notebook 04 does ...")
     k, t = keras(), tf()
-    epochs = 3
+    epochs = budget({"epochs": 3, "batch_size": 64}, len(dataset.y_train))["epochs"]  # notebook 04's FINETUNE
     data = (t.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train))
             .shuffle(len(dataset.x_train), seed=seed).batch(64))
     steps = len(data) * epochs

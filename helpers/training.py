@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from helpers.findings import to_console
 from helpers.keras_setup import keras, tf
 
 
@@ -30,14 +31,15 @@ CONSOLE_PROGRESS_ENV = "WORKBOOK_CONSOLE_PROGRESS"
 class EpochLine(keras().callbacks.Callback):
     """Prints one short line every ``every`` epochs (and the last), never per-batch logs.
 
-    With ``$WORKBOOK_CONSOLE_PROGRESS=1`` inside a notebook kernel, each line also goes to the
-    kernel's own stdout (the console that started a headless run), so a long training cell shows
-    its epochs there, not only in the saved notebook.
+    With ``$WORKBOOK_CONSOLE_PROGRESS=1`` inside a notebook kernel (``helpers.run_notebooks`` sets
+    it), every epoch's line also goes to the kernel's own stdout (the console that started a headless
+    run), so a long training cell shows its epochs there, not only in the saved notebook.
+    ``show=False`` keeps the notebook output empty and prints to that console only.
     """
 
-    def __init__(self, epochs: int, every: int = 1) -> None:
+    def __init__(self, epochs: int, every: int = 1, show: bool = True, label: str = "") -> None:
         super().__init__()
-        self.epochs, self.every = epochs, max(1, every)
+        self.epochs, self.every, self.show, self.label = epochs, max(1, every), show, label
         self._start = 0.0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -45,18 +47,44 @@ class EpochLine(keras().callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         n = epoch + 1
-        if n % self.every and n != self.epochs:
-            return
         shown = "  ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if k != "lr")
-        line = f"epoch {n:>3}/{self.epochs}  {shown}  ({time.perf_counter() - self._start:.0f} s)"
-        print(line)
-        console = sys.__stdout__
-        if os.environ.get(CONSOLE_PROGRESS_ENV) == "1" and console is not None and sys.stdout is not console:
-            try:
-                console.write(f"    {line}\n")
-                console.flush()
-            except (OSError, ValueError):  # no console attached: the notebook output still has the line
-                pass
+        line = f"{self.label}epoch {n:>3}/{self.epochs}  {shown}  ({time.perf_counter() - self._start:.0f} s)"
+        if self.show and (n % self.every == 0 or n == self.epochs):
+            print(line)
+        if os.environ.get(CONSOLE_PROGRESS_ENV) == "1":
+            to_console(f"    {line}\n")
+
+
+# Training images in the default dataset's split (digits: 1,077). Recipes are written for it.
+REFERENCE_TRAIN_IMAGES = 1077
+
+
+def scaled_epochs(epochs: int, batch_size: int, train_images: int,
+                  reference_images: int = REFERENCE_TRAIN_IMAGES) -> int:
+    """Epochs that give about the optimizer steps ``epochs`` give on the default dataset.
+
+    A recipe's budget is ``epochs x ceil(reference_images / batch_size)`` steps; a larger training
+    set reaches it in fewer epochs (never fewer than 1, never more than ``epochs``). On the default
+    dataset, or anything no larger, the recipe is unchanged: 30 epochs on digits stay 30; on 54,000
+    images they become 1.
+    """
+    if epochs < 1 or batch_size < 1 or train_images < 1 or reference_images < 1:
+        raise ValueError(f"epochs, batch_size and the image counts must be >= 1; got epochs={epochs}, "
+                         f"batch_size={batch_size}, train_images={train_images}, reference_images={reference_images}.")
+    steps = epochs * -(-reference_images // batch_size)
+    per_epoch = -(-train_images // batch_size)
+    return max(1, min(epochs, round(steps / per_epoch)))
+
+
+def budget(recipe: dict[str, Any], train_images: int,
+           reference_images: int = REFERENCE_TRAIN_IMAGES) -> dict[str, Any]:
+    """A copy of ``recipe`` (``epochs``, ``batch_size``, ...) with :func:`scaled_epochs` applied:
+    ``budget(models.BASELINE_RECIPE, len(ds.y_train))``. The default dataset's recipe comes back as is."""
+    missing = {"epochs", "batch_size"} - set(recipe)
+    if missing:
+        raise ValueError(f"a recipe needs epochs and batch_size; this one lacks {', '.join(sorted(missing))}.")
+    epochs = scaled_epochs(int(recipe["epochs"]), int(recipe["batch_size"]), int(train_images), reference_images)
+    return {**recipe, "epochs": epochs}
 
 
 def batches(x: np.ndarray, targets: Any, batch_size: int, seed: int = 0, shuffle: bool = True) -> Any:
