@@ -30,7 +30,7 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
 from filelock import FileLock
 
@@ -94,7 +94,6 @@ def _validators() -> tuple[Any, Any]:
 @functools.cache
 def _family_validator() -> Any:
     """Validator of one entry of a manifest family (``$defs/family_variant``)."""
-    _validators()
     top = _validators()[0]
     schema = manifest_schema()
     return type(top)({"$ref": "#/$defs/family_variant", "$defs": schema["$defs"]})
@@ -285,9 +284,20 @@ def register_variant(path: Path, entry: dict[str, Any], dataset: str) -> dict[st
 
     Refuses (``ManifestError``) an entry measured on another dataset than the manifest's.
     """
+    validate_variant(entry, "new entry")
+
+    def replace(doc: dict[str, Any]) -> None:
+        doc["variants"] = [v for v in doc["variants"] if v["name"] != entry["name"]] + [entry]
+
+    _update_manifest(path, dataset, replace)
+    return entry
+
+
+def _update_manifest(path: Path, dataset: str, change: Callable[[dict[str, Any]], None]) -> None:
+    """Under the lock: load the manifest at ``path`` (or start one for ``dataset``), refuse one that
+    holds another dataset, apply ``change`` to it and write it back atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    validate_variant(entry, "new entry")
     with _lock(path):
         doc = load_manifest(path) if path.exists() else {"dataset": dataset, "variants": []}
         if doc["dataset"] != dataset:
@@ -296,9 +306,8 @@ def register_variant(path: Path, entry: dict[str, Any], dataset: str) -> dict[st
                 "models folder (helpers.paths.models_dir) or delete the manifest."
             )
         doc["schema_version"] = SCHEMA_VERSION
-        doc["variants"] = [v for v in doc["variants"] if v["name"] != entry["name"]] + [entry]
+        change(doc)
         atomic_write_text(path, dumps_manifest(doc))
-    return entry
 
 
 def update_variant(path: Path, name: str, expected_sha256: str, **keys: Any) -> dict[str, Any] | None:
@@ -451,15 +460,7 @@ def register_family(path: Path, family: str, entries: list[dict[str, Any]], data
     names = [e["name"] for e in entries]
     if len(set(names)) != len(names):
         raise ManifestError(f"{family}: entry names must be unique.")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(path):
-        doc = load_manifest(path) if path.exists() else {"dataset": dataset, "variants": []}
-        if doc["dataset"] != dataset:
-            raise ManifestError(f"{path.name} holds variants for '{doc['dataset']}', not '{dataset}'.")
-        doc["schema_version"] = SCHEMA_VERSION
-        doc.setdefault("families", {})[family] = list(entries)
-        atomic_write_text(path, dumps_manifest(doc))
+    _update_manifest(path, dataset, lambda doc: doc.setdefault("families", {}).__setitem__(family, list(entries)))
     return list(entries)
 
 
