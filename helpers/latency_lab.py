@@ -169,6 +169,41 @@ def other_load() -> Iterator[dict[str, float]]:
         out["share"] = min(1.0, max(0.0, others / (wall * (psutil.cpu_count() or 1))))
 
 
+# x86 and ARM instructions that multiply-add 8-bit integers straight into 32-bit sums, several per
+# lane (what makes XNNPACK's int8 kernels outrun its float32 ones): numpy's names, and /proc/cpuinfo's.
+INT8_DOT = ("AVX512VNNI", "ASIMDDP")
+INT8_DOT_CPUINFO = ("avx512_vnni", "avx_vnni", "asimddp")
+SIMD_SHOWN = ("SSE41", "AVX", "FMA3", "AVX2", "AVX512F", "AVX512BW", "AVX512VNNI", "NEON", "ASIMD", "ASIMDDP")
+
+
+def cpu_simd(features: Mapping[str, bool] | None = None, cpuinfo_flags: Iterable[str] | None = None) -> dict[str, Any]:
+    """The vector instructions this CPU has, as numpy detected them at import.
+
+    Returns ``machine``, ``features`` (the relevant ones present, e.g. ``["AVX", "FMA3", "AVX2"]``)
+    and ``int8_dot``: True when the CPU has an int8 dot-product instruction (AVX512-VNNI or AVX-VNNI
+    on x86, the dot-product extension on ARM). Without one, an int8 multiply-add goes through 16-bit
+    lanes (AVX2 ``vpmaddwd``), no more per instruction than float32's fused multiply-add, so int8 kernels
+    gain little speed over float32 ones. ``features`` and ``cpuinfo_flags`` are for testing."""
+    if features is None:
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__ as features  # numpy 2
+        except ImportError:  # numpy 1.x
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+    if cpuinfo_flags is None:
+        cpuinfo_flags = set()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as info:  # Linux: AVX-VNNI, which numpy does not name
+                for line in info:
+                    if line.lower().startswith(("flags", "features")):
+                        cpuinfo_flags = set(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+    present = [name for name in SIMD_SHOWN if features.get(name)]
+    dot = any(features.get(name) for name in INT8_DOT) or bool(set(cpuinfo_flags) & set(INT8_DOT_CPUINFO))
+    return {"machine": platform.machine(), "features": present, "int8_dot": dot}
+
+
 def round_ratio(per_round: pd.DataFrame, numerator: str, denominator: str) -> float:
     """Median over rounds of ``numerator time / denominator time`` (both timed in the same rounds)."""
     for name in (numerator, denominator):

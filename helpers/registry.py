@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
 from filelock import FileLock
 
-from helpers.paths import atomic_write_bytes, atomic_write_text
+from helpers.paths import atomic_write_bytes, atomic_write_text, dataset_key
 
 if TYPE_CHECKING:
     import numpy as np
@@ -299,8 +299,9 @@ def _update_manifest(path: Path, dataset: str, change: Callable[[dict[str, Any]]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _lock(path):
+        dataset = dataset_key(dataset)  # a path to a user's .npz and the name it loads under are one dataset
         doc = load_manifest(path) if path.exists() else {"dataset": dataset, "variants": []}
-        if doc["dataset"] != dataset:
+        if dataset_key(doc["dataset"]) != dataset:
             raise ManifestError(
                 f"{path.name} holds variants for '{doc['dataset']}', not '{dataset}'; use that dataset's "
                 "models folder (helpers.paths.models_dir) or delete the manifest."

@@ -50,6 +50,8 @@ def _run_cells(client, nb, path: Path, position: str) -> None:
     from tqdm import tqdm
 
     code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell in code:  # a run that stops early leaves no output of an earlier run below the failure
+        cell.outputs, cell.execution_count = [], None
     with tqdm(total=len(code), desc=f"{position} {path.name}", unit="cell", leave=True, file=sys.stdout) as bar:
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
@@ -63,8 +65,11 @@ def _run_cells(client, nb, path: Path, position: str) -> None:
     client.set_widgets_metadata()  # widget state, so GitHub and nbviewer draw the controls
 
 
-def execute(path: Path, out: Path, timeout: int, position: str) -> float:
-    """Run one notebook in a fresh kernel, cell by cell with a progress bar; write it to ``out``."""
+def execute(path: Path, out: Path, timeout: int, position: str, partial: Path | None = None) -> float:
+    """Run one notebook in a fresh kernel, cell by cell with a progress bar; write it to ``out``.
+
+    When a cell fails, the notebook as far as it ran (with the error) is written to ``partial``
+    (default ``out``) and the run stops with the notebook, the cell and that path named."""
     import nbformat
     from nbclient import NotebookClient
     from traitlets.config import Config
@@ -88,6 +93,11 @@ def execute(path: Path, out: Path, timeout: int, position: str) -> float:
             os.close(write_end)  # the kernel holds its copy; the pipe ends when the kernel exits
             write_end = -1
             _run_cells(client, nb, path, position)
+    except SystemExit as failed:  # a cell failed: keep what ran, with the error, for the reader to open
+        partial = partial or out
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(partial, nbformat.writes(nb) + "\n")
+        raise SystemExit(f"{failed.code}\nThe notebook as far as it ran, with the error: {partial}") from None
     finally:
         if write_end != -1:
             os.close(write_end)
@@ -152,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[findings.NOTEBOOK_ENV] = nb.stem
             if not findings.is_default(dataset):
                 findings.clear(data, dataset, nb.stem)  # this run's findings replace the last run's
-            times[nb.name] = round(execute(nb.resolve(), out, args.timeout, f"[{i}/{len(notebooks)}]"), 1)
+            times[nb.name] = round(execute(nb.resolve(), out, args.timeout, f"[{i}/{len(notebooks)}]",
+                                           partial=runs / nb.name), 1)
             print(f"    {nb.name}: {times[nb.name]:.0f} s")
     finally:
         for name in ("WORKBOOK_CONSOLE_PROGRESS", findings.NOTEBOOK_ENV):  # as the caller had them

@@ -182,3 +182,15 @@ def test_other_load_sees_a_busy_neighbour_and_not_its_own_work():
     # the neighbour keeps one core of the machine busy: its share is at least most of 1/cores above ours
     import psutil
     assert other["share"] >= own["share"] + 0.5 / psutil.cpu_count()
+
+
+def test_cpu_simd_names_int8_dot_product_instructions():
+    avx2 = {"AVX": True, "FMA3": True, "AVX2": True, "AVX512VNNI": False}
+    got = latency_lab.cpu_simd(avx2, cpuinfo_flags=["fma", "avx", "avx2"])
+    assert got["features"] == ["AVX", "FMA3", "AVX2"] and got["int8_dot"] is False
+    assert latency_lab.cpu_simd(avx2, cpuinfo_flags=["avx2", "avx_vnni"])["int8_dot"] is True  # AVX-VNNI: cpuinfo only
+    assert latency_lab.cpu_simd({**avx2, "AVX512F": True, "AVX512VNNI": True}, cpuinfo_flags=[])["int8_dot"] is True
+    assert latency_lab.cpu_simd({"NEON": True, "ASIMD": True, "ASIMDDP": True}, cpuinfo_flags=[])["int8_dot"] is True
+    assert latency_lab.cpu_simd({"NEON": True, "ASIMD": True}, cpuinfo_flags=["asimd"])["int8_dot"] is False
+    here = latency_lab.cpu_simd()  # this machine: whatever numpy detected
+    assert isinstance(here["int8_dot"], bool) and set(here["features"]) <= set(latency_lab.SIMD_SHOWN)

@@ -99,6 +99,20 @@ def test_other_dataset_is_refused(tmp_path):
         registry.register_variant(path, _entry("b"), "mnist")
 
 
+def test_npz_path_and_its_dataset_name_are_one_dataset(tmp_path):
+    from helpers.paths import npz_dataset_name
+
+    npz = tmp_path / "own.npz"  # a notebook may pass WORKBOOK_DATASET's path, another the name it loads under
+    path = registry.manifest_path(tmp_path / "models")
+    registry.register_variant(path, _entry("a"), npz_dataset_name(npz))
+    registry.register_family(path, "lab", [], str(npz))
+    registry.register_variant(path, _entry("b"), str(npz))
+    doc = registry.load_manifest(path)
+    assert doc["dataset"] == npz_dataset_name(npz) and [v["name"] for v in doc["variants"]] == ["a", "b"]
+    with pytest.raises(ManifestError, match="not 'npz-other-"):
+        registry.register_variant(path, _entry("c"), str(tmp_path / "other.npz"))
+
+
 @pytest.mark.parametrize("bad", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_non_finite_numbers_are_refused(tmp_path, bad):
     path = registry.manifest_path(tmp_path)
