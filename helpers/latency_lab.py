@@ -189,16 +189,10 @@ def cpu_simd(features: Mapping[str, bool] | None = None, cpuinfo_flags: Iterable
             from numpy._core._multiarray_umath import __cpu_features__ as features  # numpy 2
         except ImportError:  # numpy 1.x
             from numpy.core._multiarray_umath import __cpu_features__ as features
-    if cpuinfo_flags is None:
-        cpuinfo_flags = set()
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as info:  # Linux: AVX-VNNI, which numpy does not name
-                for line in info:
-                    if line.lower().startswith(("flags", "features")):
-                        cpuinfo_flags = set(line.split(":", 1)[1].split())
-                        break
-        except OSError:
-            pass
+    if cpuinfo_flags is None:  # Linux's flags name AVX-VNNI, which numpy does not
+        from helpers.sparsity import _cpu_flags
+
+        cpuinfo_flags = _cpu_flags() or set()
     present = [name for name in SIMD_SHOWN if features.get(name)]
     dot = any(features.get(name) for name in INT8_DOT) or bool(set(cpuinfo_flags) & set(INT8_DOT_CPUINFO))
     return {"machine": platform.machine(), "features": present, "int8_dot": dot}

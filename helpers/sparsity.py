@@ -271,12 +271,13 @@ def xnnpack_sparse_supported(machine: str | None = None, cpu_flags: set[str] | N
 
 
 def _cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from Linux's /proc/cpuinfo (x86 ``flags``, ARM ``Features``); None elsewhere."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return None
     for line in text.splitlines():
-        if line.startswith("flags"):
+        if line.lower().startswith(("flags", "features")):
             return set(line.split(":", 1)[1].split())
     return None
 
