@@ -126,15 +126,17 @@ def train_student(
     batch_size: int = 64,
     learning_rate: float = 3e-3,
     seed: int = 0,
+    steps_per_epoch: int | None = None,
 ) -> Any:
     """Train ``student`` alone on the labels with the plain recipe (no views, no teacher): Adam,
     cross-entropy, batches shuffled with ``seed``. The quick path (:mod:`helpers.quick_variants`)
-    builds its student this way. Returns the trained student."""
+    builds its student this way. ``steps_per_epoch`` (from :func:`helpers.training.budget` on a large
+    dataset) stops each epoch part-way. Returns the trained student."""
     k = keras()
     optimizer = k.optimizers.Adam(learning_rate)
     optimizer.build(student.trainable_variables)  # Adam's slots up front: tf.function traces once
     student.compile(optimizer=optimizer, loss=k.losses.SparseCategoricalCrossentropy(from_logits=True))
-    student.fit(batches(x, y, batch_size, seed), epochs=epochs, verbose=0)
+    student.fit(batches(x, y, batch_size, seed), epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=0)
     return student
 
 
@@ -154,6 +156,7 @@ def fit_seeds(
     epochs: int = 100,
     batch_size: int = 128,
     learning_rate: float = 3e-3,
+    steps_per_epoch: int | None = None,
     trained: Mapping[int, Any] | None = None,
 ) -> tuple[pd.Series, dict[int, Any]]:
     """One student per seed, trained with ``distiller_cls(student, teacher, temperature, alpha,
@@ -165,7 +168,8 @@ def fit_seeds(
     gets the seeded initial weights, the optimizer's state is zeroed and the view generator is
     reseeded, which trains exactly as a fresh distiller would (a unit test checks it). ``trained``
     passes students already trained with this recipe, by seed; they are scored, not retrained.
-    Returns the accuracies (a Series indexed by seed) and a separate trained student per seed.
+    ``steps_per_epoch`` (from :func:`helpers.training.budget` on a large dataset) shortens each
+    epoch to that many steps; ``None`` is one full pass. Returns the accuracies (a Series indexed by seed) and a separate trained student per seed.
     """
     seeds = list(seeds)
     if not seeds:
@@ -176,7 +180,7 @@ def fit_seeds(
     done = dict(trained or {})
     students: dict[int, Any] = {}
     distiller = optimizer = None
-    steps = int(np.ceil(len(x) / batch_size))
+    steps = int(steps_per_epoch or np.ceil(len(x) / batch_size))
     for seed in seeds:
         if seed in done:
             students[seed] = done[seed]
@@ -194,7 +198,8 @@ def fit_seeds(
         distiller.rng.reset_from_seed(seed)
         # The batches repeated `epochs` times in one fit call: the same batches, in the same order, as
         # fit(..., epochs=epochs), without Keras's per-epoch overhead (a unit test checks it).
-        distiller.fit(batches(x, y, batch_size, seed).repeat(epochs), epochs=1, verbose=0)
+        distiller.fit(batches(x, y, batch_size, seed).repeat(epochs), epochs=1, verbose=0,
+                      steps_per_epoch=steps * epochs if steps_per_epoch else None)
         copy = make_student()
         copy.set_weights(distiller.student.get_weights())
         students[seed] = copy
@@ -222,8 +227,8 @@ def alone_vs_distilled(
     """The same student trained **alone** (``alpha = 1``: the labels of the views, no teacher) and
     **distilled** (``temperature``, ``alpha``, the teacher called on the same views), once per seed.
 
-    ``recipe`` holds :func:`fit_seeds`'s ``augment``, ``epochs``, ``batch_size``, ``learning_rate``,
-    the same for both arms. Both arms of a seed start from the same weights and see the same views
+    ``recipe`` holds :func:`fit_seeds`'s ``augment``, ``epochs``, ``batch_size``, ``learning_rate``
+    (and ``steps_per_epoch`` if set), the same for both arms. Both arms of a seed start from the same weights and see the same views
     in the same order. ``trained`` passes students already trained, keys ``("alone" | "distilled",
     seed)``. Returns a table indexed by seed (columns ``alone``, ``distilled``) and every student
     by ``(arm, seed)``.

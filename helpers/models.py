@@ -97,7 +97,8 @@ def load_or_train_baseline(models: Path, dataset: Any, seed: int = 0) -> Any:
             build_baseline_cnn(dataset.input_shape, dataset.num_classes), recipe["learning_rate"]
         )
         fit(model, dataset.x_train, dataset.y_train, (dataset.x_val, dataset.y_val),
-            epochs=recipe["epochs"], batch_size=recipe["batch_size"], seed=seed, every=recipe["epochs"])
+            epochs=recipe["epochs"], batch_size=recipe["batch_size"], seed=seed, every=recipe["epochs"],
+            steps_per_epoch=recipe.get("steps_per_epoch"))
         save_keras_atomic(model, path)
     return model
 

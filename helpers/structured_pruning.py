@@ -171,7 +171,7 @@ def ensure_magnitude_pruned(models: Any, dataset: Any, baseline: Any, seed: int 
     from helpers import accounting, registry
     from helpers.keras_setup import quiet_native_stderr, tf
     from helpers.models import compile_classifier
-    from helpers.training import EpochLine, budget
+    from helpers.training import EpochLine, budget, steps_per_epoch
 
     manifest = registry.manifest_path(Path(models))
     present = {v["name"] for v in registry.load_manifest(manifest)["variants"]} if manifest.exists() else set()
@@ -179,15 +179,16 @@ def ensure_magnitude_pruned(models: Any, dataset: Any, baseline: Any, seed: int 
         return []
     print("pruned_80_fp32 is not registered: pruning the baseline to 80 % as notebook 04 does ...")
     k, t = keras(), tf()
-    epochs = budget({"epochs": 3, "batch_size": 64}, len(dataset.y_train))["epochs"]  # notebook 04's FINETUNE
+    recipe = budget({"epochs": 3, "batch_size": 64}, len(dataset.y_train))  # notebook 04's FINETUNE
+    epochs, per_epoch = recipe["epochs"], steps_per_epoch(recipe, len(dataset.y_train))
     data = (t.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train))
             .shuffle(len(dataset.x_train), seed=seed).batch(64))
-    steps = len(data) * epochs
+    steps = per_epoch * epochs
     copy = k.models.clone_model(baseline)
     copy.set_weights(baseline.get_weights())
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.80, begin_step=0, end_step=int(steps * 2 / 3), frequency=4)
     wrapped = compile_classifier(tfmot.sparsity.keras.prune_low_magnitude(copy, pruning_schedule=schedule), 5e-4)
-    wrapped.fit(data, epochs=epochs, verbose=0,
+    wrapped.fit(data, epochs=epochs, steps_per_epoch=recipe.get("steps_per_epoch"), verbose=0,
                 callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), EpochLine(epochs, every=epochs)])
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     with quiet_native_stderr():

@@ -78,13 +78,32 @@ def scaled_epochs(epochs: int, batch_size: int, train_images: int,
 
 def budget(recipe: dict[str, Any], train_images: int,
            reference_images: int = REFERENCE_TRAIN_IMAGES) -> dict[str, Any]:
-    """A copy of ``recipe`` (``epochs``, ``batch_size``, ...) with :func:`scaled_epochs` applied:
-    ``budget(models.BASELINE_RECIPE, len(ds.y_train))``. The default dataset's recipe comes back as is."""
+    """A copy of ``recipe`` (``epochs``, ``batch_size``, ...) that takes about the optimizer steps it
+    takes on the default dataset: ``budget(models.BASELINE_RECIPE, len(ds.y_train))``.
+
+    The budget is ``epochs x ceil(reference_images / batch_size)`` steps. A larger training set gets
+    fewer epochs (:func:`scaled_epochs`); when even one pass over it is longer than the whole budget,
+    the copy says ``epochs: 1`` and adds ``steps_per_epoch`` (the budget's steps, each a batch of a
+    freshly shuffled order), for ``model.fit(..., steps_per_epoch=recipe.get("steps_per_epoch"))``:
+    ``None``, Keras's default, is one full pass. The default dataset's recipe, or that of anything
+    smaller, comes back as is.
+    """
     missing = {"epochs", "batch_size"} - set(recipe)
     if missing:
         raise ValueError(f"a recipe needs epochs and batch_size; this one lacks {', '.join(sorted(missing))}.")
-    epochs = scaled_epochs(int(recipe["epochs"]), int(recipe["batch_size"]), int(train_images), reference_images)
-    return {**recipe, "epochs": epochs}
+    epochs, batch_size, images = int(recipe["epochs"]), int(recipe["batch_size"]), int(train_images)
+    scaled = scaled_epochs(epochs, batch_size, images, reference_images)
+    steps = epochs * -(-reference_images // batch_size)
+    if steps < -(-images // batch_size):  # one pass is more than the budget: stop part-way through it
+        return {**{k: v for k, v in recipe.items() if k != "steps_per_epoch"}, "epochs": 1, "steps_per_epoch": steps}
+    return {**{k: v for k, v in recipe.items() if k != "steps_per_epoch"}, "epochs": scaled}
+
+
+def steps_per_epoch(recipe: dict[str, Any], train_images: int) -> int:
+    """Optimizer steps in one of ``recipe``'s epochs on ``train_images`` images: its
+    ``steps_per_epoch`` if :func:`budget` set one, else one full pass. For schedules that count steps
+    (pruning, cosine decay)."""
+    return int(recipe.get("steps_per_epoch") or -(-int(train_images) // int(recipe["batch_size"])))
 
 
 def batches(x: np.ndarray, targets: Any, batch_size: int, seed: int = 0, shuffle: bool = True) -> Any:
@@ -113,11 +132,14 @@ def fit(
     strategy: Any | None = None,
     every: int = 1,
     callbacks: list | None = None,
+    steps_per_epoch: int | None = None,
 ) -> pd.DataFrame:
     """Train a compiled model; return the history as a DataFrame (one row per epoch).
 
     ``batch_size`` is per replica: under a multi-device ``strategy`` the global batch grows with the
     number of replicas. Shuffling uses ``seed``, so two runs with the same seed match.
+    ``steps_per_epoch`` (from :func:`budget` on a large dataset) stops an epoch part-way; ``None``
+    is one full pass.
     """
     if len(x_train) != len(y_train):
         raise ValueError(f"x_train has {len(x_train)} rows but y_train has {len(y_train)}.")
@@ -131,6 +153,7 @@ def fit(
         data,
         validation_data=val,
         epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
         verbose=0,
         callbacks=[EpochLine(epochs, every), *(callbacks or [])],
     )

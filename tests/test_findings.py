@@ -151,10 +151,47 @@ def test_budget_keeps_digits_recipes_and_shortens_a_big_dataset(digits, epochs, 
     assert counts == sorted(counts, reverse=True) and min(counts) >= 1
 
 
+@pytest.mark.parametrize("epochs,batch", RECIPES)
+def test_budget_keeps_the_optimizer_steps_on_any_larger_dataset(epochs, batch):
+    reference = epochs * -(-training.REFERENCE_TRAIN_IMAGES // batch)
+    for n in (1077, 1500, 2000, 3333, 5000, 9000, 20_000, 54_000, 60_000, 10**6):
+        recipe = training.budget({"epochs": epochs, "batch_size": batch}, n)
+        total = recipe["epochs"] * training.steps_per_epoch(recipe, n)
+        assert 0.66 * reference <= total <= 1.34 * reference, (n, recipe, total, reference)
+        assert recipe["epochs"] <= epochs
+        if "steps_per_epoch" in recipe:  # cut short only when one pass is longer than the budget
+            assert recipe["epochs"] == 1 and recipe["steps_per_epoch"] == reference < -(-n // batch)
+
+
+def test_fit_stops_after_the_budgets_steps():
+    from helpers.keras_setup import keras
+
+    k = keras()
+    recipe = training.budget({"epochs": 2, "batch_size": 10}, 500, reference_images=30)
+    assert recipe == {"epochs": 1, "batch_size": 10, "steps_per_epoch": 6}
+    model = k.Sequential([k.layers.Input((4,)), k.layers.Dense(3)])
+    model.compile(optimizer=k.optimizers.SGD(0.01), loss=k.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(500, 4)).astype("float32"), rng.integers(0, 3, 500)
+    history = training.fit(model, x, y, **recipe, every=1)
+    assert len(history) == 1 and int(model.optimizer.iterations.numpy()) == 6
+    start = model.get_weights()
+    trained = []
+    for steps in (None, 4):  # 4 = one full pass of 40 images: the same batches, so the same weights
+        model.set_weights(start)
+        model.optimizer.iterations.assign(0)
+        training.fit(model, x[:40], y[:40], epochs=3, batch_size=10, seed=1, steps_per_epoch=steps)
+        assert int(model.optimizer.iterations.numpy()) == 12
+        trained.append(model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(*trained))
+    assert not np.array_equal(trained[0][0], start[0])
+
+
 def test_budget_copies_the_recipe(digits):
     assert training.budget(BASELINE_RECIPE, len(digits.y_train)) == BASELINE_RECIPE
-    big = training.budget(BASELINE_RECIPE, 54_000)
-    assert big == {**BASELINE_RECIPE, "epochs": 1} and BASELINE_RECIPE["epochs"] == 30
+    big = training.budget(BASELINE_RECIPE, 54_000)  # one pass (1,688 steps) is more than 30 x 34 steps
+    assert big == {**BASELINE_RECIPE, "epochs": 1, "steps_per_epoch": 1020} and BASELINE_RECIPE["epochs"] == 30
+    assert training.steps_per_epoch(big, 54_000) == 1020 and training.steps_per_epoch(BASELINE_RECIPE, 1077) == 34
     assert training.budget({"epochs": 30, "batch_size": 32}, 5000)["epochs"] == 6  # 30 x 34 steps / 157 per epoch = 6.5
     with pytest.raises(ValueError, match="lacks batch_size"):
         training.budget({"epochs": 3}, 100)
