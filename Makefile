@@ -1,6 +1,7 @@
 # The workbook's commands. Each one creates a virtual environment and installs requirements.txt when needed.
 #   make run            execute every notebook headless, in order -> data/models, data/results, data/runs
-#   make test           helpers' unit tests, the recipes run alone, every notebook under nbval, from a fresh data folder
+#   make test           helpers' unit tests and every notebook under nbval, from a fresh data folder
+#   make test-recipes   every cell tagged `recipe` run alone, without the workbook, as a reader pasting it would
 #   make test-solutions the worked solutions (notebooks/solutions) under nbval
 #   make unit           only the helpers' unit tests
 #   make lab            JupyterLab on notebooks/
@@ -29,7 +30,7 @@ BROWSER_DATA := data/_browser
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: install run quick test test-solutions unit lab outputs test-browser clean python-version
+.PHONY: install run quick test test-recipes test-solutions unit lab outputs test-browser clean python-version
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -n "$(PY)" || { echo "PYTHON=$(PYTHON) was not found (neither on PATH nor in pyenv): install Python 3.11, 3.12 or 3.13, or set PYTHON=/path/to/python3.X" >&2; exit 2; }
@@ -59,7 +60,12 @@ quick: install
 test: install
 	rm -rf $(TEST_DATA)
 	WORKBOOK_DATASET=digits WORKBOOK_DATA_DIR=$(abspath $(TEST_DATA)) $(BIN)/python -m pytest tests notebooks --ignore=tests/browser \
-		--ignore=notebooks/solutions --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+		--ignore=tests/test_recipes.py --ignore=notebooks/solutions --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider
+
+# The recipe cells, each in a fresh process and an empty folder (run times -> <test data>/results/recipe_times.json).
+# CI runs it after `make test`.
+test-recipes: install
+	WORKBOOK_DATASET=digits WORKBOOK_DATA_DIR=$(abspath $(TEST_DATA)) $(BIN)/python -m pytest tests/test_recipes.py -p no:cacheprovider
 
 # The worked solutions under nbval, in the test data folder (after `make test` they reuse its variants;
 # alone they rebuild what they need). CI runs it after `make test`.
