@@ -88,8 +88,8 @@ def budget(recipe: dict[str, Any], train_images: int,
     ``None``, Keras's default, is one full pass. ``from_scratch=True`` (a network trained from its
     initial weights, not fine-tuned) never cuts that pass short: such a recipe gets at least one
     full epoch (on a 54,000-image 28x28 set, notebook 02b's MobileNetV2 scored 0.12 after its
-    170 steps and 0.84 after one 1,688-step pass). The default dataset's recipe, or that of anything smaller, comes
-    back as is.
+    170 steps and 0.84 after one 1,688-step pass). The default dataset's recipe, or that of anything
+    smaller, comes back as is.
     """
     missing = {"epochs", "batch_size"} - set(recipe)
     if missing:
@@ -97,9 +97,10 @@ def budget(recipe: dict[str, Any], train_images: int,
     epochs, batch_size, images = int(recipe["epochs"]), int(recipe["batch_size"]), int(train_images)
     scaled = scaled_epochs(epochs, batch_size, images, reference_images)
     steps = epochs * -(-reference_images // batch_size)
+    copy = {k: v for k, v in recipe.items() if k != "steps_per_epoch"}
     if not from_scratch and steps < -(-images // batch_size):  # one pass is more than the budget: stop part-way
-        return {**{k: v for k, v in recipe.items() if k != "steps_per_epoch"}, "epochs": 1, "steps_per_epoch": steps}
-    return {**{k: v for k, v in recipe.items() if k != "steps_per_epoch"}, "epochs": scaled}
+        return {**copy, "epochs": 1, "steps_per_epoch": steps}
+    return {**copy, "epochs": scaled}
 
 
 def steps_per_epoch(recipe: dict[str, Any], train_images: int) -> int:
