@@ -66,6 +66,17 @@ def results_dir(data: Path) -> Path:
     return path
 
 
+def dataset_results_dir(data: Path, models: Path) -> Path:
+    """Where a notebook writes results that belong to one dataset: ``<data>/results`` for the default
+    dataset's models folder (``models``), ``<data>/results/<name>`` for ``models-<name>``, so a run on
+    another dataset never overwrites the default dataset's tables and figures. Created if missing.
+    (Results that hold for every dataset, such as the latency lab's, stay in :func:`results_dir`.)"""
+    name = Path(models).name
+    out = results_dir(data) if name == "models" else results_dir(data) / name.removeprefix("models-")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _umask() -> int:
     """The process umask, read from /proc when possible (``os.umask`` to read it is not thread-safe)."""
     try:

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers.paths import atomic_write_text, atomic_write_with
+from helpers.paths import atomic_write_text, atomic_write_with, dataset_results_dir
 from helpers.results_table import ReportError
 
 
@@ -30,15 +30,9 @@ def _cell(value: Any, floatfmt: str) -> str:
 
 
 def report_dir(data: Path, models: Path) -> Path:
-    """Where the dashboard writes its report: ``<data>/results`` for the default dataset's models
-    folder (``models``), ``<data>/results/<name>`` for ``models-<name>``, so reports of different
-    datasets never overwrite each other. Created if missing."""
-    from helpers.paths import results_dir
-
-    name = Path(models).name
-    out = results_dir(data) if name == "models" else results_dir(data) / name.removeprefix("models-")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    """Where the dashboard writes its report: :func:`helpers.paths.dataset_results_dir`
+    (``<data>/results``, or ``<data>/results/<name>`` for ``models-<name>``)."""
+    return dataset_results_dir(data, models)
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
