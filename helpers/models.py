@@ -92,7 +92,7 @@ def load_or_train_baseline(models: Path, dataset: Any, seed: int = 0) -> Any:
             return k.models.load_model(path)
         print(f"{path.name} not found: training the baseline as notebook 01 does ...")
         set_seed(seed)
-        recipe = budget(BASELINE_RECIPE, len(dataset.y_train), from_scratch=True)
+        recipe = budget(BASELINE_RECIPE, len(dataset.y_train), full_pass=True)
         model = compile_classifier(
             build_baseline_cnn(dataset.input_shape, dataset.num_classes), recipe["learning_rate"]
         )

@@ -99,7 +99,7 @@ def build(data: Path, seed: int = 0, log: Callable[[str], None] = print) -> list
     if "student_scratch_fp32" not in have:
         student = distillation.train_student(
             distillation.seeded(lambda: distillation.build_student_cnn(ds.input_shape, ds.num_classes), seed),
-            ds.x_train, ds.y_train, seed=seed, **budget(STUDENT_RECIPE, len(ds.y_train), from_scratch=True))
+            ds.x_train, ds.y_train, seed=seed, **budget(STUDENT_RECIPE, len(ds.y_train), full_pass=True))
         with quiet_native_stderr():
             content = tf().lite.TFLiteConverter.from_keras_model(student).convert()
         path = registry.save_tflite(content, models, "student_scratch_fp32")

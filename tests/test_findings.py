@@ -192,9 +192,9 @@ def test_budget_copies_the_recipe(digits):
     big = training.budget(BASELINE_RECIPE, 54_000)  # one pass (1,688 steps) is more than 30 x 34 steps
     assert big == {**BASELINE_RECIPE, "epochs": 1, "steps_per_epoch": 1020} and BASELINE_RECIPE["epochs"] == 30
     assert training.steps_per_epoch(big, 54_000) == 1020 and training.steps_per_epoch(BASELINE_RECIPE, 1077) == 34
-    scratch = training.budget(BASELINE_RECIPE, 54_000, from_scratch=True)  # never less than one full pass
+    scratch = training.budget(BASELINE_RECIPE, 54_000, full_pass=True)  # never less than one full pass
     assert scratch == {**BASELINE_RECIPE, "epochs": 1} and training.steps_per_epoch(scratch, 54_000) == 1688
-    assert training.budget(BASELINE_RECIPE, len(digits.y_train), from_scratch=True) == BASELINE_RECIPE
+    assert training.budget(BASELINE_RECIPE, len(digits.y_train), full_pass=True) == BASELINE_RECIPE
     assert training.budget({"epochs": 30, "batch_size": 32}, 5000)["epochs"] == 6  # 30 x 34 steps / 157 per epoch = 6.5
     with pytest.raises(ValueError, match="lacks batch_size"):
         training.budget({"epochs": 3}, 100)
