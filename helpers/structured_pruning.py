@@ -179,7 +179,7 @@ def ensure_magnitude_pruned(models: Any, dataset: Any, baseline: Any, seed: int 
         return []
     print("pruned_80_fp32 is not registered: pruning the baseline to 80 % as notebook 04 does ...")
     k, t = keras(), tf()
-    recipe = budget({"epochs": 3, "batch_size": 64}, len(dataset.y_train))  # notebook 04's FINETUNE
+    recipe = budget({"epochs": 3, "batch_size": 64}, len(dataset.y_train), full_pass=True)  # notebook 04's FINETUNE
     epochs, per_epoch = recipe["epochs"], steps_per_epoch(recipe, len(dataset.y_train))
     data = (t.data.Dataset.from_tensor_slices((dataset.x_train, dataset.y_train))
             .shuffle(len(dataset.x_train), seed=seed).batch(64))
