@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from helpers.paths import atomic_write_text, atomic_write_with, dataset_results_dir
+from helpers.paths import atomic_write_text, atomic_write_with
 from helpers.results_table import ReportError
 
 
@@ -27,12 +27,6 @@ def _cell(value: Any, floatfmt: str) -> str:
     if isinstance(value, (float, np.floating)):
         return format(float(value), floatfmt)
     return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def report_dir(data: Path, models: Path) -> Path:
-    """Where the dashboard writes its report: :func:`helpers.paths.dataset_results_dir`
-    (``<data>/results``, or ``<data>/results/<name>`` for ``models-<name>``)."""
-    return dataset_results_dir(data, models)
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:

@@ -14,6 +14,7 @@ import pytest
 import helpers  # noqa: F401
 from helpers import claims, pareto, report, results_table
 from helpers.results_table import ReportError
+from helpers.paths import dataset_results_dir
 from manifest_entries import claims_doc as _claims_doc
 
 
@@ -50,9 +51,9 @@ def test_markdown_table_escapes_pipes_and_shows_missing_values():
     assert md.splitlines()[2] == "| r | x\\|y | — |"
 
 
-def test_report_dir_keeps_datasets_apart(tmp_path):
-    assert report.report_dir(tmp_path, tmp_path / "models") == tmp_path / "results"
-    other = report.report_dir(tmp_path, tmp_path / "models-fashion_mnist")
+def test_dataset_results_dir_keeps_datasets_apart(tmp_path):
+    assert dataset_results_dir(tmp_path, tmp_path / "models") == tmp_path / "results"
+    other = dataset_results_dir(tmp_path, tmp_path / "models-fashion_mnist")
     assert other == tmp_path / "results" / "fashion_mnist" and other.is_dir()
 
 
